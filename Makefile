@@ -1,0 +1,50 @@
+# The two commands: `make study` (the default study, offline) and `make test` (every check).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+# Offline by design: no model or dataset is fetched from a hub at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export MPLBACKEND := Agg
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+
+.PHONY: install study test toy bench lint-nbs clean-runs
+
+# Install into .venv: torch first (the local CPU wheel where the machine has one, the normal
+# build elsewhere), then the package with its test extra. Re-runs only when the project files change.
+$(VENV)/.installed: setup.py settings.ini
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q uv
+	@wheel=$$(ls /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl 2>/dev/null | head -1); \
+	if [ -n "$$wheel" ]; then $(BIN)/uv pip install -q --python $(PY) "$$wheel"; \
+	else $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; fi
+	@$(BIN)/uv pip install -q --python $(PY) -e ".[test]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+# The main job: the default study (configs/toy.yaml) end to end, offline.
+study: $(VENV)/.installed
+	$(BIN)/safety-study run configs/toy.yaml --figures figures
+
+# Every check: notebooks clean, module in sync with notebooks, inline notebook tests, pytest last.
+test: $(VENV)/.installed
+	@bash .ci/unchanged "nbdev_clean changed notebooks: run nbdev_clean and commit the notebooks" -- $(BIN)/nbdev_clean
+	@bash .ci/unchanged "nbdev_export changed the module: notebooks and safety_study/ are out of sync; edit the notebook, run nbdev_export, commit both" -- $(BIN)/nbdev_export
+	$(BIN)/nbdev_test --n_workers 2 --timing
+	$(BIN)/pytest
+
+# Retrain the embedded toy ladder from scratch (20-40 minutes on 2 cores; not part of `make test`).
+toy: $(VENV)/.installed
+	$(PY) -m safety_study.toy --out safety_study/assets/toy
+
+bench: $(VENV)/.installed
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean-runs:
+	rm -rf runs
