@@ -83,10 +83,14 @@ def test_cli_bad_input_says_what_to_do(tmp_path, capsys):
 
 def test_csv_table_with_numeric_ids(tmp_path):
     df = responses_table()
-    df["prompt_id"] = df.groupby("prompt_id").ngroup() + 100        # integer ids survive a CSV round trip as str
+    # hash-like ids that a CSV reader would take for numbers: they must come back exactly
+    ids = {p: i for p, i in zip(sorted(df["prompt_id"].unique()), ["0012", "1e5", "0x1", "3.50", "77", "00e1"])}
+    df["prompt_id"] = df["prompt_id"].map(ids)
     df.to_csv(tmp_path / "r.csv", index=False)
-    items = sample_items(load_responses(tmp_path / "r.csv"), k=1, seed=0)
-    assert items["qid"].map(type).eq(str).all() and len(items) == 8
+    loaded = load_responses(tmp_path / "r.csv")
+    assert set(loaded["prompt_id"]) == set(ids.values())
+    items = sample_items(loaded, k=3, seed=0)
+    assert set(items["qid"]) == set(ids.values()) and len(items) == 24
 
 
 # ---------------------------------------------------------------- in the browser
@@ -222,6 +226,7 @@ def test_label_reload_export_roundtrip(context, tmp_path):
     for t in got["timestamp"]: datetime.fromisoformat(t.replace("Z", "+00:00"))
     # the hidden identity restored on export is the system that really wrote each response
     key = {(q, s): m for q, s, m in zip(items["qid"], items["slot"], items["model"])}
+    items_label = dict(zip(items["qid"], items["label"]))
     assert dict(zip(zip(got["qid"], got["slot"]), got["model"])) == key
     truth = truth.assign(model=truth["checkpoint"] + "/" + truth["variant"]).set_index(["model", "prompt_id"])
     for r in got.itertuples():
@@ -231,6 +236,41 @@ def test_label_reload_export_roundtrip(context, tmp_path):
     # the page made no request beyond loading itself, and raised no error
     assert errors == []
     assert all(u.startswith("file://") or u.startswith("blob:") for u in requests), requests
+
+    # a second annotator in a fresh browser profile: refusal for every response, keys only
+    ctx2 = context.browser.new_context(accept_downloads=True)
+    try:
+        page2 = open_page(ctx2, html)
+        assert progress(page2) == "0 / 16 labelled"         # progress belongs to the browser, not the file
+        page2.fill("#annotator", "second")
+        page2.keyboard.press("Escape")
+        for _ in qids:
+            for _ in range(4): page2.keyboard.press("r")
+            page2.keyboard.press("ArrowRight")
+        with page2.expect_download() as dl2:
+            page2.click("#export")
+        out2 = tmp_path / dl2.value.suggested_filename
+        dl2.value.save_as(out2)
+    finally:
+        ctx2.close()
+
+    # round trip: the exports import as human judges and carry exactly the clicked verdicts
+    from safety_study.importers import import_files
+    judgements, summary = import_files([out, out2], tmp_path / "imported", study="toy")
+    assert set(judgements["judge"]) == {"human_1", "human_2"}
+    model_of = {(q, s): m for (q, s), m in key.items()}
+    want = {(*model_of[k].split("/"), k[0]): ("REFUSAL" if v == "REFUSAL" else "NON_REFUSAL") for k, v in clicked.items()}
+    h1 = judgements[judgements["judge"] == "human_1"]
+    assert dict(zip(zip(h1["checkpoint"], h1["variant"], h1["prompt_id"]), h1["verdict"])) == want
+    assert set(judgements.loc[judgements["judge"] == "human_2", "verdict"]) == {"REFUSAL"}
+    assert len(judgements) == 32
+    merged = h1.merge(truth.reset_index(), left_on=["checkpoint", "variant", "prompt_id"],
+                      right_on=["checkpoint", "variant", "prompt_id"], suffixes=("", "_truth"))
+    assert len(merged) == 16 and (merged["label"] == merged["label_truth"]).all()
+    assert (merged["prompt"] == merged["prompt_truth"]).all()
+    refused = summary[(summary["refusal_judge"] == "human_1")].groupby("label")["refused"].sum().to_dict()
+    assert refused == {lab: sum(v == "REFUSAL" for (q, _), v in clicked.items() if items_label[q] == lab)
+                       for lab in ("harmful", "harmless")}
 
 
 def test_markup_in_responses_is_text_and_runs_nothing(context, tmp_path):
