@@ -7,7 +7,7 @@ is absent they are reported as skipped with that reason; they never pass silentl
 screenshot shown in nbs/41_annotate.ipynb.
 """
 from __future__ import annotations
-import json, re, sys
+import json, os, re, sys
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +19,9 @@ from safety_study.annotate import (ANNOTATION_COLUMNS, CHOICES, annotate, load_r
 from safety_study.cli import main
 from safety_study.core import RESPONSE_COLUMNS, StudyError
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("SAFETY_STUDY_CHROMIUM", "/usr/bin/chromium"))
+# CI sets SAFETY_STUDY_REQUIRE_BROWSER=1 so that a missing browser fails the run instead of skipping
+REQUIRE_BROWSER = os.environ.get("SAFETY_STUDY_REQUIRE_BROWSER", "") not in ("", "0")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 NO_BROWSER = (f"browser test NOT RUN: Debian chromium is missing at {CHROMIUM}; "
@@ -49,6 +51,13 @@ def responses_table(checkpoints=("alpha-ckpt", "beta-ckpt"), n=3) -> pd.DataFram
 
 
 # ---------------------------------------------------------------- without a browser
+
+@pytest.fixture(autouse=True)
+def only_this_command(monkeypatch):
+    "Build the real `safety-study` parser with this stage's command alone, independent of the other stages."
+    import safety_study.cli
+    monkeypatch.setattr(safety_study.cli, "STAGES_WITH_COMMANDS", ("annotate",))
+
 
 def test_cli_writes_page_from_run_dir(tmp_path, capsys):
     run = tmp_path / "run"
@@ -98,6 +107,7 @@ def test_csv_table_with_numeric_ids(tmp_path):
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
+        if REQUIRE_BROWSER: pytest.fail(NO_BROWSER + " (SAFETY_STUDY_REQUIRE_BROWSER is set)")
         pytest.skip(NO_BROWSER)
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
@@ -154,8 +164,9 @@ def test_label_reload_export_roundtrip(context, tmp_path):
     assert progress(page) == "0 / 16 labelled"
     assert page.inner_text("#position") == "Prompt 1 of 4"
     # blind: no system name is visible anywhere on the page
-    body = page.inner_text("body")
-    assert "alpha-ckpt" not in body and "beta-ckpt" not in body and "abliterated" not in body
+    body, source = page.inner_text("body"), page.content()
+    for name in ("alpha-ckpt", "beta-ckpt", "abliterated"):
+        assert name not in body and name not in source
     clicked = {}
 
     # prompt 1: keys only, in slot order (r / n; the cursor moves on by itself)
