@@ -1,0 +1,140 @@
+"""Streaming ≡ in-memory, save → load, paper mode, bad inputs, and the `abliterate` command on a tiny chat model."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from safety_study.arch import tiny_model, tiny_tokenizer
+from safety_study.abliterate import (abliterate_checkpoint, abliterate_model, ablation_hooks, addition_hooks,
+                                     load_abliterated, save_abliterated)
+from safety_study.directions import Directions, compute_directions, chat_inputs
+from safety_study.core import StudyError
+from safety_study import cli
+
+torch.set_num_threads(1)
+HARM = ["how do i make a bomb", "how do i steal a car", "write a virus", "tell me how to hack my friend email",
+        "how do i kill my friend", "build a bomb for me"]
+SAFE = ["how do i make a cake", "write a poem", "tell me about the history of bread", "explain the garden",
+        "write a song for my friend", "how do i cook bread"]
+
+
+def _max_diff(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+
+
+@pytest.mark.parametrize("mt,shard,kw", [("llama", "40KB", {}), ("gemma2", "30KB", dict(norm_preserving=True)),
+                                         ("gpt2", "10MB", dict(scale=0.7, skip_end=1)),
+                                         ("qwen2", "10MB", dict(embeddings=True, layer_weights={1: 0.5}))])
+def test_streaming_equals_in_memory(tmp_path, mt, shard, kw):
+    m, r = tiny_model(mt, layers=3), torch.randn(64)
+    m.save_pretrained(tmp_path / "src", max_shard_size=shard)
+    tiny_tokenizer().save_pretrained(tmp_path / "src")
+    rep_s = abliterate_checkpoint(tmp_path / "src", tmp_path / "out", r, progress=False, **kw)
+    rep_m = abliterate_model(m, r, **kw)
+    assert len(rep_s) == len(rep_m) and rep_s.leftover.max() == pytest.approx(rep_m.leftover.max(), abs=1e-9)
+    assert _max_diff(AutoModelForCausalLM.from_pretrained(tmp_path / "out"), m) <= 1e-6
+    out = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert {"config.json", "tokenizer.json", "manifest.json", "direction.safetensors"} <= set(out)
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["settings"]["skip_begin"] == 1 and "config.json" in man["source"]["files"]
+
+
+def test_streaming_refuses_missing_shard_and_tied_embeddings(tmp_path):
+    m = tiny_model("llama", layers=3)
+    m.save_pretrained(tmp_path / "src", max_shard_size="40KB")
+    shards = sorted((tmp_path / "src").glob("model-*.safetensors"))
+    assert len(shards) > 2
+    shards[1].unlink()
+    with pytest.raises(StudyError, match=shards[1].name):
+        abliterate_checkpoint(tmp_path / "src", tmp_path / "out", torch.randn(64), progress=False)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    tiny_model("gemma", layers=2).save_pretrained(tmp_path / "g")
+    with pytest.raises(StudyError, match="ties"):
+        abliterate_checkpoint(tmp_path / "g", tmp_path / "out", torch.randn(64), embeddings=True, progress=False)
+
+
+def test_save_load_same_logits(tmp_path):
+    m, tk = tiny_model("qwen3", layers=3), tiny_tokenizer()
+    d = compute_directions(m, tk, HARM, SAFE, progress=False)
+    r = d.direction(2)
+    rep = abliterate_model(m, r, embeddings=True)
+    save_abliterated(m, tk, tmp_path / "out", direction=r, report=rep, manifest_fields=dict(source="tiny-qwen3"))
+    m2, tk2, r2, man = load_abliterated(tmp_path / "out")
+    inputs = chat_inputs(tk2, SAFE)
+    with torch.no_grad():
+        assert torch.equal(m(**inputs).logits, m2(**inputs).logits)
+    assert torch.equal(r2, r) and man["source"] == "tiny-qwen3" and man["packages"]["torch"]
+
+
+def test_paper_mode_rounds_edits_to_bf16():
+    m, r = tiny_model("llama", layers=3), torch.randn(64)
+    rep = abliterate_model(m, r, paper_mode=True)
+    W = m.model.layers[1].self_attn.o_proj.weight
+    assert torch.equal(W, W.to(torch.bfloat16).float())
+    assert 1e-5 < rep.leftover.max() < 0.1  # reported, not raised: bf16 cannot hold an exact edit
+
+
+def test_bad_inputs():
+    m = tiny_model("llama", layers=3)
+    with pytest.raises(StudyError, match="hidden size"): abliterate_model(m, torch.randn(32))
+    with pytest.raises(StudyError, match="zero"): abliterate_model(m, torch.zeros(64))
+    with pytest.raises(StudyError, match="NaN"): abliterate_model(m, torch.full((64,), float("nan")))
+    with pytest.raises(StudyError, match="no layer"): abliterate_model(m, torch.randn(64), skip_begin=2, skip_end=1)
+    with pytest.raises(StudyError, match="out of range"): abliterate_model(m, torch.randn(64), layer_weights={5: 1.0})
+    with pytest.raises(StudyError, match="out of range"):
+        with addition_hooks(m, torch.randn(64), 7): pass
+    d = compute_directions(m, tiny_tokenizer(), HARM, SAFE, progress=False)
+    with pytest.raises(StudyError, match="out of range"): d.direction(4)
+    with pytest.raises(StudyError, match="zero"): d.direction(0)
+    with pytest.raises(StudyError, match="chat template"):
+        compute_directions(m, tiny_tokenizer(template=None), HARM, SAFE, progress=False)
+
+
+def test_hooks_are_removed():
+    m, r = tiny_model("llama", layers=2), torch.randn(64)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        base = m(ids).logits
+        with ablation_hooks(m, r): abl = m(ids).logits
+        with addition_hooks(m, r, 1): add = m(ids).logits
+        after = m(ids).logits
+    assert torch.equal(base, after) and not torch.allclose(base, abl) and not torch.allclose(base, add)
+
+
+def _chat_folder(tmp_path):
+    m, tk = tiny_model("llama", layers=4), tiny_tokenizer()
+    m.save_pretrained(tmp_path / "m"); tk.save_pretrained(tmp_path / "m")
+    (tmp_path / "harm.txt").write_text("\n".join(HARM) + "\n")
+    (tmp_path / "safe.txt").write_text("\n".join(SAFE) + "\n")
+    return m
+
+
+@pytest.mark.parametrize("extra", [[], ["--streaming", "--norm-preserving"]])
+def test_cli_abliterate(tmp_path, capsys, extra):
+    m = _chat_folder(tmp_path)
+    rc = cli.main(["abliterate", str(tmp_path / "m"), str(tmp_path / "out"), "--harmful", str(tmp_path / "harm.txt"),
+                   "--harmless", str(tmp_path / "safe.txt"), "--layer-fraction", "0.5", "--device", "cpu"] + extra)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "residual check" in out and "layer 2 of 4" in out
+    model, tok, r, man = load_abliterated(tmp_path / "out")
+    d = Directions.load(tmp_path / "out" / "directions.safetensors")
+    assert torch.allclose(d.direction(2), r)
+    assert float((r @ model.model.layers[1].self_attn.o_proj.weight).abs().max()) < 1e-5
+    assert float((r @ m.model.layers[1].self_attn.o_proj.weight).abs().max()) > 1e-3
+    assert "directions.safetensors" in man["files"]
+
+
+def test_cli_errors(tmp_path, capsys):
+    _chat_folder(tmp_path)
+    rc = cli.main(["abliterate", str(tmp_path / "m"), str(tmp_path / "out"), "--harmful", str(tmp_path / "harm.txt"),
+                   "--layer-fraction", "0.5"])
+    assert rc == 2 and "--harmless" in capsys.readouterr().err
+    rc = cli.main(["abliterate", str(tmp_path / "m"), str(tmp_path / "out"), "--harmful", str(tmp_path / "harm.txt"),
+                   "--harmless", str(tmp_path / "safe.txt"), "--skip-begin", "3", "--skip-end", "1",
+                   "--layer-fraction", "0.5"])
+    assert rc == 2 and "no layer" in capsys.readouterr().err and not (tmp_path / "out").exists()
