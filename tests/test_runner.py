@@ -43,7 +43,7 @@ def write_config(path: Path, models, names=None, judges=("regex_paper", "arditi_
 def test_checkpoint_notebook_runs_and_writes_tables(tmp_path, tiny_models):
     cfg = load_config(write_config(tmp_path / "s.yaml", tiny_models[:1]))
     table = runner.run_study(cfg, aggregate=False, progress=False)
-    assert table.status.tolist() == ["done"]
+    assert table.status.tolist() == ["done"], table.error.tolist()
     out = Path(table.path[0])
     for f in ("checkpoint.ipynb", "checkpoint.html", "responses.parquet", "judgements.parquet",
               "selection.parquet", "directions.safetensors", "result.json", "manifest.json"):
