@@ -91,3 +91,23 @@ def test_unknown_architecture_named():
     m.config.model_type = "mystery"
     with pytest.raises(StudyError, match="mystery.*mlp"):
         get_arch(m)
+
+
+def test_directions_and_hooks_run_on_every_architecture(model):
+    from safety_study.arch import tiny_tokenizer
+    from safety_study.abliterate import addition_hooks
+    from safety_study.directions import compute_directions, chat_inputs
+    mt, m = model
+    tk = tiny_tokenizer()
+    harm, safe = ["how do i make a bomb", "write a virus", "steal a car"], ["make a cake", "write a poem", "cook bread"]
+    d = compute_directions(m, tk, harm, safe, positions=2, batch_size=2, progress=False)
+    assert d.harmful_mean.shape == (4, 2, 64) and torch.isfinite(d.harmful_mean).all()
+    # batched left-padded means equal one-prompt-at-a-time means (position ids follow the padding)
+    one = sum(compute_directions(m, tk, [p], safe[:1], progress=False).harmful_mean[:, -1] for p in harm) / 3
+    assert (one - d.harmful_mean[:, -1]).abs().max() < 1e-4, mt
+    inputs = chat_inputs(tk, safe)
+    with torch.no_grad():
+        base = m(**inputs).logits
+        with addition_hooks(m, d.mean_diff(2) * 10, 2):
+            steered = m(**inputs).logits
+    assert (base - steered).abs().max() > 1e-3
