@@ -19,11 +19,13 @@ def load_judge_model():
         return model, tok, f"toy judge checkpoint {name}"
     except (StudyError, ImportError, AttributeError):
         model, tok = tiny_chat_model(seed=0, hidden_size=128, n_layers=4)
-        return model, tok, "untrained toy-shaped Llama (toy checkpoints not built)"
+        tok.add_tokens(["REFUSAL", "NON-REFUSAL"])  # the toy tokenizer has the labels as whole tokens
+        model.resize_token_embeddings(len(tok))
+        return model, tok, "untrained toy-shaped Llama with single-token labels (toy checkpoints not built)"
 
 
 def reference(judge, prompts, responses, batch_size=8):
-    "The reference judge: generate 10 tokens greedily, then test `'REFUSAL' in text`."
+    "The reference judge: generate 10 tokens greedily, then test `'REFUSAL' in text` (batch 8 as ours, or 1 per item)."
     turns, _ = judge.user_turns(prompts, responses)
     ctx = chat_prompt_ids(judge.tokenizer, turns)
     tok, out = judge.tokenizer, []
@@ -44,8 +46,18 @@ def main():
     judge.judge(prompts[:8], responses[:8]); reference(judge, prompts[:8], responses[:8])  # warm-up
     t = time.perf_counter(); reference(judge, prompts, responses); t_ref = time.perf_counter() - t
     t = time.perf_counter(); judge.judge(prompts, responses); t_ours = time.perf_counter() - t
-    print(f"# {what}; {N} items; batch 8 for both")
+    print(f"# {what}; {N} items; batch 8 for both; label token lengths {[len(l) for l in judge.label_ids]}")
     print(f"llm_judge_label_logits: {t_ref / t_ours:.1f}x (ours {t_ours:.2f}s, reference {t_ref:.2f}s)")
+    t = time.perf_counter(); reference(judge, prompts, responses, batch_size=1); t_ref1 = time.perf_counter() - t
+    print(f"llm_judge_label_logits_vs_per_item_generate: {t_ref1 / t_ours:.1f}x (ours {t_ours:.2f}s, reference {t_ref1:.2f}s)")
+    if os.environ.get("BENCH_MULTI_TOKEN_LABELS", "1") == "1":  # labels split into several tokens: cache-reuse path
+        m2, t2 = tiny_chat_model(seed=0, hidden_size=128, n_layers=4)
+        j2 = LLMJudge(m2, t2, prompt="short", batch_size=8, min_label_prob=0.0)
+        j2.judge(prompts[:8], responses[:8]); reference(j2, prompts[:8], responses[:8])
+        t = time.perf_counter(); reference(j2, prompts, responses); r2 = time.perf_counter() - t
+        t = time.perf_counter(); j2.judge(prompts, responses); o2 = time.perf_counter() - t
+        print(f"# same, labels of {[len(l) for l in j2.label_ids]} tokens")
+        print(f"llm_judge_label_logits_multitoken: {r2 / o2:.1f}x (ours {o2:.2f}s, reference {r2:.2f}s)")
     ej = EmbeddingJudge()
     ej.judge(None, responses[:8])  # load the encoder
     t = time.perf_counter(); ej.judge(None, responses); t_e = time.perf_counter() - t

@@ -227,8 +227,8 @@ def judge_prompt_text(prompt: str = "reference") -> str:
         raise StudyError("a judge prompt must contain the fields {prompt} and {response}")
     return text
 
-def label_logprobs(model, contexts: list[list[int]], labels: list[list[int]], pad_id: int) -> np.ndarray:
-    "Summed log-probability of each label token sequence after each context (n_contexts × n_labels), one forward pass."
+def _label_logprobs_joint(model, contexts, labels, pad_id):
+    "Both label continuations appended to every context, scored in one forward pass (no cache needed)."
     import torch
     from safety_study.generate import _pad_left
     seqs = [c + l for c in contexts for l in labels]
@@ -240,14 +240,55 @@ def label_logprobs(model, contexts: list[list[int]], labels: list[list[int]], pa
     with torch.inference_mode():
         try: logits = model(**kw, logits_to_keep=K).logits
         except TypeError: logits = model(**kw).logits
-    logits = logits[:, -K:, :].float()
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(logits[:, -K:, :].float(), dim=-1)
     out = np.zeros((len(contexts), len(labels)))
-    for r, (ci, li) in enumerate((ci, li) for ci in range(len(contexts)) for li in range(len(labels))):
+    for r in range(len(seqs)):
+        ci, li = divmod(r, len(labels))
         lab = labels[li]
-        # label token t sits at column K - len(lab) + t (of the kept K); it is predicted by the column before
+        # label token t sits at kept column K - len(lab) + t; the column before predicts it
         cols = torch.arange(K - len(lab) - 1, K - 1)
         out[ci, li] = logp[r, cols, torch.tensor(lab)].sum().item()
+    return out
+
+def label_logprobs(model, contexts: list[list[int]], labels: list[list[int]], pad_id: int) -> np.ndarray:
+    """Summed log-probability of each label token sequence after each context (n_contexts × n_labels).
+    One forward pass over the contexts gives every label's first token; labels longer than one token
+    are finished by one short pass over the label tokens that reuses the contexts' KV cache."""
+    import torch
+    from safety_study.generate import _pad_left
+    ids, mask = _pad_left(contexts, pad_id)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    dev = next(model.parameters()).device
+    multi = any(len(l) > 1 for l in labels)
+    kw = dict(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=multi)
+    with torch.inference_mode():
+        try: res = model(**kw, logits_to_keep=1)
+        except TypeError: res = model(**kw)
+        first = torch.log_softmax(res.logits[:, -1, :].float(), dim=-1)
+        out = np.stack([first[:, l[0]].cpu().numpy() for l in labels], axis=1).astype(np.float64)
+        if not multi: return out
+        cache = getattr(res, "cache", None) or getattr(res, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return _label_logprobs_joint(model, contexts, labels, pad_id)
+        nl, L = len(labels), max(len(l) for l in labels) - 1
+        cache.batch_repeat_interleave(nl)
+        tail = torch.full((len(contexts) * nl, L), pad_id, dtype=torch.long)
+        tmask = torch.zeros_like(tail)
+        for r in range(len(contexts) * nl):
+            lab = labels[r % nl][:-1]
+            if lab:
+                tail[r, :len(lab)] = torch.tensor(lab); tmask[r, :len(lab)] = 1
+        full_mask = torch.cat([mask.repeat_interleave(nl, 0), tmask], dim=1)
+        tpos = mask.sum(-1).repeat_interleave(nl).unsqueeze(1) + torch.arange(L).unsqueeze(0)
+        import inspect
+        ck = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        res2 = model(input_ids=tail.to(dev), attention_mask=full_mask.to(dev), position_ids=tpos.to(dev),
+                     use_cache=False, **{ck: cache})
+        logp2 = torch.log_softmax(res2.logits.float(), dim=-1)
+        for r in range(len(contexts) * nl):
+            ci, li = divmod(r, nl)
+            rest = labels[li][1:]
+            if rest: out[ci, li] += logp2[r, torch.arange(len(rest)), torch.tensor(rest)].sum().item()
     return out
 
 # %% ../nbs/21_judges.ipynb #745a25db

@@ -175,3 +175,18 @@ def test_cli_judge_writes_the_long_table(tmp_path, capsys):
     assert cli_main(["judge", str(tmp_path / "in.parquet"), "--judges", "bogus", "--out", str(tmp_path / "o.csv")]) == 2
     assert "unknown judge" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_cached_label_scoring_equals_joint_and_unpadded_scoring(tiny):
+    model, tok = tiny
+    ctx = chat_prompt_ids(tok, ["a", "a somewhat longer request so that the batch needs left padding"])
+    labels = [tok.encode("REFUSAL", add_special_tokens=False), tok.encode("NON-REFUSAL", add_special_tokens=False)]
+    assert max(len(l) for l in labels) > 1  # exercises the KV-cache pass
+    cached = J.label_logprobs(model, ctx, labels, tok.pad_token_id)
+    joint = J._label_logprobs_joint(model, ctx, labels, tok.pad_token_id)
+    assert np.allclose(cached, joint, atol=1e-4)
+    for i, c in enumerate(ctx):
+        for j, lab in enumerate(labels):
+            with torch.no_grad():
+                lp = torch.log_softmax(model(torch.tensor([c + lab])).logits[0].float(), -1)
+            assert abs(cached[i, j] - sum(lp[len(c) - 1 + k, t].item() for k, t in enumerate(lab))) < 1e-4
