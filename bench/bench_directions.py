@@ -19,10 +19,8 @@ def load():
     try:
         from safety_study import toy
         path = toy.checkpoint_path("toy-refusals")
-        p = toy.toy_prompts()
-        p = p[p.split == "direction"]
-        h, l = p[p.label == "harmful"].prompt.tolist(), p[p.label == "harmless"].prompt.tolist()
-        h, l = list(itertools.islice(itertools.cycle(h), 256)), list(itertools.islice(itertools.cycle(l), 256))
+        h = [r["prompt"] for r in toy.request_pool("harmful", "train")][:256]
+        l = [r["prompt"] for r in toy.request_pool("harmless", "train")][:256]
         return "toy-refusals", AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path), h, l
     except Exception:
         from safety_study.arch import tiny_model, tiny_tokenizer, TINY_WORDS
