@@ -138,3 +138,28 @@ def test_cli_errors(tmp_path, capsys):
                    "--harmless", str(tmp_path / "safe.txt"), "--skip-begin", "3", "--skip-end", "1",
                    "--layer-fraction", "0.5"])
     assert rc == 2 and "no layer" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_bf16_edit_reported_not_raised():
+    m, r = tiny_model("llama", layers=3, dtype=torch.bfloat16), torch.randn(64)
+    rep = abliterate_model(m, r)
+    assert (rep.dtype == "bfloat16").all() and rep.leftover.max() < 0.05
+    assert m.model.layers[1].self_attn.o_proj.weight.dtype == torch.bfloat16
+
+
+def test_select_direction_table_and_filters(tmp_path):
+    from safety_study.directions import select_direction
+    m, tk = tiny_model("llama", layers=4), tiny_tokenizer()
+    d = compute_directions(m, tk, HARM[:4], SAFE[:4], positions=2, progress=False)
+    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=10.0, max_layer_fraction=0.8,
+                                      induce_threshold=None, refusal_tokens=["I", "Sorry"], progress=False,
+                                      save_to=tmp_path / "sel.csv")
+    assert {"layer", "position", "diff_norm", "bypass_score", "induce_score", "kl", "passes", "chosen"} <= set(scores)
+    assert len(scores) == 4 * 2 and scores.chosen.sum() == 1
+    assert scores[scores.layer == 0].bypass_score.isna().all()          # zero difference at the embeddings
+    assert not scores[scores.layer >= 0.8 * 4].passes.any()
+    best = scores[scores.passes].bypass_score.min()
+    assert chosen["bypass_score"] == best and (tmp_path / "sel.csv").exists()
+    with pytest.raises(StudyError, match="no candidate") as e:
+        select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=0.0, progress=False)
+    assert len(e.value.scores) == 8 and not e.value.scores.passes.any()
