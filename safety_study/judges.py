@@ -346,11 +346,32 @@ class LLMJudge(Judge):
             turns.append(self.template.format(prompt="" if p is None else p, response=r)); cut.append(n)
         return turns, cut
 
+    def _fit_positions(self, ctx, cut, prompts, responses):
+        "Shorten the response further where a judge prompt would not fit the model's position limit."
+        from safety_study.generate import chat_prompt_ids, strip_think
+        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if not isinstance(limit, int): return ctx, cut
+        budget = limit - max(len(l) for l in self.label_ids) - self.max_new_tokens
+        ctx, cut = list(ctx), list(cut)
+        for i in range(len(ctx)):
+            if len(ctx[i]) <= budget: continue
+            ids = self.tokenizer.encode(strip_think(responses[i]), add_special_tokens=False)
+            keep = min(len(ids), self.max_response_tokens)
+            while len(ctx[i]) > budget and keep > 0:
+                keep = max(0, keep - (len(ctx[i]) - budget) - 4)
+                text = self.tokenizer.decode(ids[:keep], skip_special_tokens=True)
+                turn = self.template.format(prompt="" if prompts[i] is None else prompts[i], response=text)
+                ctx[i] = chat_prompt_ids(self.tokenizer, [turn], self.system_prompt, self.chat_template_kwargs)[0]
+            cut[i] = len(ids)
+        return ctx, cut
+
     def judge(self, prompts, responses, progress=False):
         from tqdm.auto import tqdm
         from safety_study.generate import chat_prompt_ids, generate_ids, resolve_stop_ids
-        turns, cut = self.user_turns(list(prompts), list(responses))
+        prompts, responses = list(prompts), list(responses)
+        turns, cut = self.user_turns(prompts, responses)
         ctx = chat_prompt_ids(self.tokenizer, turns, self.system_prompt, self.chat_template_kwargs)
+        ctx, cut = self._fit_positions(ctx, cut, prompts, responses)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         order = sorted(range(len(ctx)), key=lambda i: len(ctx[i]))
         verdict, score, raw = [None] * len(ctx), [np.nan] * len(ctx), [""] * len(ctx)
