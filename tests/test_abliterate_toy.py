@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safety_study import toy
 from safety_study.abliterate import abliterate_model, check_equivalence
-from safety_study.directions import chat_inputs, compute_directions, last_logprobs, select_direction
+from safety_study.directions import chat_inputs, compute_directions, last_logprobs, layer_direction
 from safety_study import cli
 
 torch.set_num_threads(1)
@@ -39,22 +39,21 @@ def test_toy_refusals_abliterated(toy_model, capsys):
     get = lambda split, label: p[(p.split == split) & (p.label == label)].prompt.tolist()
     h, l = get("direction", "harmful"), get("direction", "harmless")
     eh, el = get("eval", "harmful"), get("eval", "harmless")
-    dirs = compute_directions(model, tok, h[:-16], l[:-16], system_prompt=sp, progress=False)
-    # the toy has 4 layers: layer 0 must be edited too (skip_begin=0), and selection scores that same edit
-    chosen, scores = select_direction(model, tok, dirs, h[-16:], l[-16:], system_prompt=sp, progress=False,
-                                      skip_begin=0, embeddings=False)
-    assert scores.chosen.sum() == 1 and chosen["bypass_score"] < chosen["base_bypass"]
+    dirs = compute_directions(model, tok, h, l, system_prompt=sp, progress=False)
+    # the reference's choice (layer_fraction 1.0: the last layer's output, read before the final norm here);
+    # the toy has 4 layers, so layer 0 is edited too (skip_begin=0)
+    layer = dirs.layer_at(1.0)
+    r = layer_direction(dirs, 1.0)
     before = refusal_rate(greedy(model, tok, eh, sp))
     harmless_before = refusal_rate(greedy(model, tok, el, sp))
     base = last_logprobs(model, tok, el, system_prompt=sp)
-    r = dirs.direction(chosen["layer"], chosen["position"])
     eq = check_equivalence(model, r, tok, eh[:8], skip_begin=0)
     abliterate_model(model, r, skip_begin=0)
     after = refusal_rate(greedy(model, tok, eh, sp))
     harmless_after = refusal_rate(greedy(model, tok, el, sp))
     kl = float((base.exp() * (base - last_logprobs(model, tok, el, system_prompt=sp))).sum(-1).mean())
     with capsys.disabled():
-        print(f"\n{NAME}: layer {chosen['layer']} position {chosen['position']}; harmful refusal {before:.2f} -> "
+        print(f"\n{NAME}: layer {layer} of {dirs.n_layers}; harmful refusal {before:.2f} -> "
               f"{after:.2f}; harmless refusal {harmless_before:.2f} -> {harmless_after:.2f}; harmless first-token "
               f"KL {kl:.4f}; hook vs weight max |dlogit| {eq['max_abs_diff']:.1e}")
     assert eq["passes"]
@@ -63,8 +62,9 @@ def test_toy_refusals_abliterated(toy_model, capsys):
 
 
 def test_cli_on_toy(tmp_path, capsys):
-    rc = cli.main(["abliterate", f"toy:{NAME}", str(tmp_path / "out"), "--select", "--skip-begin", "0", "--device", "cpu"])
+    rc = cli.main(["abliterate", f"toy:{NAME}", str(tmp_path / "out"), "--layer-fraction", "1.0", "--skip-begin", "0",
+                   "--device", "cpu"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "selected layer" in out and "max leftover" in out
-    assert (tmp_path / "out" / "selection_scores.csv").exists()
+    assert "layer fraction 1.0" in out and "max leftover" in out and "along r" in out
+    assert (tmp_path / "out" / "manifest.json").exists() and (tmp_path / "out" / "directions.safetensors").exists()
