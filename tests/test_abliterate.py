@@ -155,11 +155,11 @@ def test_select_direction_table_and_filters(tmp_path):
                                       induce_threshold=None, refusal_tokens=["I", "Sorry"], progress=False,
                                       save_to=tmp_path / "sel.csv")
     assert {"layer", "position", "diff_norm", "bypass_score", "induce_score", "kl", "passes", "chosen"} <= set(scores)
-    assert len(scores) == 4 * 2 and scores.chosen.sum() == 1
+    assert len(scores) == (4 + 1) * 2 and scores.chosen.sum() == 1
     assert scores[scores.layer == 0].bypass_score.isna().all()          # zero difference at the embeddings
     assert not scores[scores.layer >= 0.8 * 4].passes.any()
     best = scores[scores.passes].bypass_score.min()
     assert chosen["bypass_score"] == best and (tmp_path / "sel.csv").exists()
     with pytest.raises(StudyError, match="no candidate") as e:
         select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=0.0, progress=False)
-    assert len(e.value.scores) == 8 and not e.value.scores.passes.any()
+    assert len(e.value.scores) == 10 and not e.value.scores.passes.any()
