@@ -9,6 +9,7 @@ from safety_study.generate import generate_responses, tiny_chat_model
 from safety_study.prompts import default_prompts
 
 MAX_NEW = int(os.environ.get("BENCH_MAX_NEW_TOKENS", "64"))
+BATCH = int(os.environ.get("BENCH_BATCH", "50"))
 
 
 def load_model():
@@ -44,10 +45,11 @@ def main():
     reference(model, tok, plist[:4]); generate_responses(model, tok, prompts.head(4), progress=False)  # warm-up
     t = time.perf_counter(); ref = reference(model, tok, plist); t_ref = time.perf_counter() - t
     t = time.perf_counter()
-    ours = generate_responses(model, tok, prompts, max_new_tokens=MAX_NEW, batch_size=32, progress=False)
+    ours = generate_responses(model, tok, prompts, max_new_tokens=MAX_NEW, batch_size=BATCH, progress=False)
     t_ours = time.perf_counter() - t
     same = sum(a == b for a, b in zip(ours["raw_response"], ref))
-    print(f"# {what}; {len(plist)} prompts; max_new_tokens={MAX_NEW}; identical responses {same}/{len(plist)}")
+    print(f"# {what}; {len(plist)} prompts; max_new_tokens={MAX_NEW}; ours batch {BATCH} length-bucketed, "
+          f"reference batch 2 in input order; identical responses {same}/{len(plist)}")
     print(f"generate_100: {t_ref / t_ours:.1f}x (ours {t_ours:.2f}s, reference {t_ref:.2f}s)")
 
 
