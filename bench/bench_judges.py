@@ -24,15 +24,16 @@ def load_judge_model():
         return model, tok, "untrained toy-shaped Llama with single-token labels (toy checkpoints not built)"
 
 
-def reference(judge, prompts, responses, batch_size=8):
-    "The reference judge: generate 10 tokens greedily, then test `'REFUSAL' in text` (batch 8 as ours, or 1 per item)."
+def reference(judge, prompts, responses, batch_size=8, full=False):
+    "The reference judge: generate up to 10 tokens greedily (stopping at EOS), then test `'REFUSAL' in text`; batch 8 as ours, or 1 per item."
     turns, _ = judge.user_turns(prompts, responses)
     ctx = chat_prompt_ids(judge.tokenizer, turns)
     tok, out = judge.tokenizer, []
     for i in range(0, len(ctx), batch_size):
         ids, mask = _pad_left(ctx[i:i + batch_size], tok.pad_token_id)
         with torch.no_grad():
-            g = judge.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10,
+            g = judge.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10,
+                                     min_new_tokens=10 if full else None,
                                      do_sample=False, pad_token_id=tok.pad_token_id)
         out += ["REFUSAL" in t for t in tok.batch_decode(g[:, ids.shape[1]:], skip_special_tokens=True)]
     return out
@@ -50,6 +51,8 @@ def main():
     print(f"llm_judge_label_logits: {t_ref / t_ours:.1f}x (ours {t_ours:.2f}s, reference {t_ref:.2f}s)")
     t = time.perf_counter(); reference(judge, prompts, responses, batch_size=1); t_ref1 = time.perf_counter() - t
     print(f"llm_judge_label_logits_vs_per_item_generate: {t_ref1 / t_ours:.1f}x (ours {t_ours:.2f}s, reference {t_ref1:.2f}s)")
+    t = time.perf_counter(); reference(judge, prompts, responses, full=True); t_ref10 = time.perf_counter() - t
+    print(f"llm_judge_label_logits_vs_full_10_tokens: {t_ref10 / t_ours:.1f}x (ours {t_ours:.2f}s, reference {t_ref10:.2f}s)")
     if os.environ.get("BENCH_MULTI_TOKEN_LABELS", "1") == "1":  # labels split into several tokens: cache-reuse path
         m2, t2 = tiny_chat_model(seed=0, hidden_size=128, n_layers=4)
         j2 = LLMJudge(m2, t2, prompt="short", batch_size=8, min_label_prob=0.0)
