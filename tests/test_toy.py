@@ -92,8 +92,8 @@ def test_raw_checkpoint_complies(rates):
 
 def test_toy_judge_agrees_with_substring_judge(responses):
     assert (responses.substring == responses.judge).mean() >= 0.90
-    # and it is not a constant: it finds refusals and non-refusals
-    assert 0.2 < responses.judge.mean() < 0.8
+    # and it is not a constant: it finds many refusals and many non-refusals
+    assert responses.judge.sum() >= 50 and (~responses.judge).sum() >= 50
 
 
 def test_metatag_model_needs_its_tag():
