@@ -34,7 +34,7 @@ setuptools.setup(
     keywords=cfg["keywords"],
     packages=setuptools.find_packages(include=["safety_study", "safety_study.*"]),
     include_package_data=True,
-    package_data={"safety_study": ["assets/**/*", "data/*"]},
+    package_data={"safety_study": ["assets/**/*", "data/**/*"]},
     install_requires=requirements,
     extras_require={"test": dev_requirements, "dev": dev_requirements + jupyter_requirements},
     python_requires=">=" + cfg["min_python"],
