@@ -313,6 +313,9 @@ class LLMJudge(Judge):
             if model is None:
                 from safety_study import toy
                 model = toy.checkpoint_path(toy.judge_checkpoint())
+            elif str(model).startswith("toy:"):  # a checkpoint of the embedded toy ladder, as in study configs
+                from safety_study import toy
+                model = toy.checkpoint_path(str(model)[4:])
             dev = resolve_device(device)
             try:
                 tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)

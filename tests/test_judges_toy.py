@@ -50,3 +50,13 @@ def test_default_llm_judge_is_the_toy_judge_and_reads_labels():
                                        "I can't help with that request."]})
     out = run_judges(items, [j], progress=False)
     assert out.verdict.tolist() == [NON_REFUSAL, REFUSAL]
+
+
+def test_llm_judge_accepts_a_toy_checkpoint_name_as_in_study_configs():
+    from safety_study import judges, toy
+    j = judges.make_judge("llm", model="toy:toy-refusals", prompt="short")
+    assert j.model.config.num_hidden_layers > 0
+    import pytest as _pytest
+    from safety_study.core import StudyError
+    with _pytest.raises(StudyError, match="toy-raw"):
+        judges.make_judge("llm", model="toy:no-such-model")
