@@ -30,7 +30,7 @@ def tiny_models(tmp_path_factory):
 
 def write_config(path: Path, models, names=None, judges=("regex_paper", "arditi_substring", "self"), **extra):
     names = names or [f"m{i}" for i in range(len(models))]
-    cfg = {"name": "t", "output_dir": str(path.parent / "runs"), "seed": 0,
+    cfg = {"name": "t", "output_dir": extra.pop("output_dir", str(path.parent / "runs")), "seed": 0,
            "checkpoints": [{"name": n, "model": str(m)} for n, m in zip(names, models)],
            "prompts": {"source": "default", "n_direction": 8, "n_eval": 3},
            "abliteration": {"select": True, "n_validation": 3, "batch_size": 8},
@@ -40,11 +40,13 @@ def write_config(path: Path, models, names=None, judges=("regex_paper", "arditi_
     return path
 
 
-def test_checkpoint_notebook_runs_and_writes_tables(tmp_path, tiny_models):
-    cfg = load_config(write_config(tmp_path / "s.yaml", tiny_models[:1]))
+def test_checkpoint_notebook_runs_and_writes_tables(tmp_path, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative output_dir, as in the shipped configs
+    cfg = load_config(write_config(tmp_path / "s.yaml", tiny_models[:1], output_dir="runs"))
     table = runner.run_study(cfg, aggregate=False, progress=False)
     assert table.status.tolist() == ["done"], table.error.tolist()
     out = Path(table.path[0])
+    assert out == tmp_path / "runs" / "t" / "m0"
     for f in ("checkpoint.ipynb", "checkpoint.html", "responses.parquet", "judgements.parquet",
               "selection.parquet", "directions.safetensors", "result.json", "manifest.json"):
         assert (out / f).exists(), f
