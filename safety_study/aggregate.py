@@ -12,13 +12,14 @@ import pandas as pd
 
 from .core import (ABLITERATED, HARMFUL, HARMLESS, ITEM_KEYS, JUDGEMENT_COLUMNS, LABELS, NON_REFUSAL,
                                ORIGINAL, PARSE_ERROR, REFUSAL, RESPONSE_COLUMNS, SUMMARY_COLUMNS, VARIANTS,
-                               StudyError, atomic_path, manifest, package_file, read_table, write_json, write_table)
+                               StudyError, atomic_path, manifest, package_file, read_table, render_html,
+                               study_notebook, write_json, write_table)
 from . import metrics as M
 from .importers import read_annotator_files, merge_summaries, read_summary
 
 # %% auto #0
 __all__ = ['load_run', 'compute', 'write_tables', 'make_figures', 'markdown_table', 'report_markdown', 'aggregate_dir',
-           'demo_run', 'study_notebook', 'render_html', 'run_aggregate', 'add_cli']
+           'demo_run', 'run_aggregate', 'add_cli']
 
 # %% ../nbs/33_aggregate.ipynb #da041334
 def _human_list(x):
@@ -277,24 +278,6 @@ def demo_run(path, seed: int = 0, n_prompts: int = 24) -> Path:
     return rdir
 
 # %% ../nbs/33_aggregate.ipynb #c4eec95d
-def study_notebook(name: str = "aggregate") -> Path:
-    "Path of a papermill study notebook in `nbs/study/` of the source tree."
-    src = package_file().parent / "nbs" / "study" / f"{name}.ipynb"
-    if not src.exists():
-        raise StudyError(f"the study notebook {src} is missing: install safety_study from a source checkout "
-                         f"(an editable install, `make install`) so that nbs/study/ is beside the package")
-    return src
-
-def render_html(notebook, html_path=None) -> Path:
-    "Render an executed notebook to a standalone HTML file with nbconvert (atomically)."
-    import nbformat
-    from nbconvert import HTMLExporter
-    notebook = Path(notebook)
-    html_path = Path(html_path) if html_path else notebook.with_suffix(".html")
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    with atomic_path(html_path) as tmp: tmp.write_text(body, encoding="utf-8")
-    return html_path
-
 def run_aggregate(run_dir, *, headline_judge=None, human_judges=None, figures_dir=None, out_dir=None,
                   kernel_name: str = "python3", progress: bool = True, n_boot: int = 1000, seed: int = 0) -> Path:
     "Execute the aggregate notebook on `run_dir` with papermill, render it to HTML; return the output folder."
