@@ -177,5 +177,7 @@ def layer_profile(selection: pd.DataFrame, order=None):
     axes[0].set_title("difference-of-means norm")
     axes[1].set_xlabel("layer"); axes[1].set_ylabel("bypass score (selection)")
     axes[1].set_title("selection score (★ chosen direction)")
+    from matplotlib.ticker import MaxNLocator
+    for ax in axes: ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
     axes[0].legend(title="checkpoint", fontsize=8)
     return fig
