@@ -36,7 +36,9 @@ def save_figure(fig, name: str, *dirs, dpi: int = 150) -> list[Path]:
         if d is None: continue
         for ext in ("png", "pdf"):
             path = Path(d) / f"{name}.{ext}"
-            with atomic_path(path) as tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=ext)
+            # no creation date in the metadata: the same study gives byte-identical figures
+            meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
+            with atomic_path(path) as tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=ext, metadata=meta)
             out.append(path)
     return out
 
