@@ -252,11 +252,14 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
                      max_layer_fraction: float = 0.8, min_layer: int = 0, induce_threshold: float | None = 0.0,
                      refusal_tokens=None, positions=None, batch_size: int = 16, system_prompt: str | None = None,
                      chat_template: str | None = None, progress: bool = True, save_to=None,
-                     skip_begin: int = 0, skip_end: int = 0, embeddings: bool = True):
+                     skip_begin: int = 0, skip_end: int = 0, embeddings: bool = True, relax: bool = False):
     """Score every candidate (layer, position) by bypass, induce and KL; return (chosen, scores).
     `chosen` is a dict (layer, position, bypass_score, induce_score, kl, refusal_tokens). Bypass and KL ablate
     the direction from the writes of layers [skip_begin, n − skip_end) (and the embeddings): pass the settings
-    of the weight edit to score what it will do; the defaults ablate everywhere, as Arditi et al. do."""
+    of the weight edit to score what it will do; the defaults ablate everywhere, as Arditi et al. do.
+    With `relax`, when no candidate passes, the filters are dropped in a fixed order (induce, then KL, then
+    the layer limit) and `chosen["relaxed"]` says which were; a model that barely refuses then still gets a
+    direction instead of an error."""
     from safety_study.abliterate import ablation_hooks, addition_hooks
     if isinstance(refusal_tokens, str) and refusal_tokens == "learn":
         tok_ids = learn_refusal_tokens(model, tokenizer, harmful_val, harmless_val, batch_size=batch_size,
@@ -289,6 +292,13 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     scores["passes"] = ok
     scores["chosen"] = False
     scores.attrs.update(base_bypass=base["bypass"], base_induce=base["induce"], refusal_tokens=tok_ids)
+    relaxed = None
+    if not ok.any() and relax:
+        finite = scores.bypass_score.notna()
+        in_range = finite & (scores.layer < max_layer_fraction * dirs.n_layers)
+        for relaxed, cand in (("induce", in_range & (scores.kl < kl_threshold)), ("induce, kl", in_range),
+                              ("induce, kl, layer", finite)):
+            if cand.any(): ok = cand; break
     if ok.any():
         best = scores[ok].bypass_score.idxmin()
         scores.loc[best, "chosen"] = True
@@ -302,5 +312,6 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     c = scores[scores.chosen].iloc[0]
     chosen = dict(layer=int(c.layer), position=int(c.position), diff_norm=float(c.diff_norm),
                   bypass_score=float(c.bypass_score), induce_score=float(c.induce_score), kl=float(c.kl),
-                  base_bypass=base["bypass"], base_induce=base["induce"], refusal_tokens=tok_ids)
+                  base_bypass=base["bypass"], base_induce=base["induce"], refusal_tokens=tok_ids,
+                  relaxed=relaxed)
     return chosen, scores

@@ -163,3 +163,11 @@ def test_select_direction_table_and_filters(tmp_path):
     with pytest.raises(StudyError, match="no candidate") as e:
         select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=0.0, progress=False)
     assert len(e.value.scores) == 10 and not e.value.scores.passes.any()
+    # relax: the filters are dropped in order and the choice says which; the best remaining bypass wins
+    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=0.0, max_layer_fraction=0.8,
+                                      relax=True, progress=False)
+    assert chosen["relaxed"] == "induce, kl" and scores.chosen.sum() == 1
+    pool = scores[scores.bypass_score.notna() & (scores.layer < 0.8 * 4)]
+    assert chosen["bypass_score"] == pool.bypass_score.min()
+    assert select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=10.0, induce_threshold=None,
+                            relax=True, progress=False)[0]["relaxed"] is None
