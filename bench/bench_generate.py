@@ -4,8 +4,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
 
-from safety_study.core import StudyError
-from safety_study.generate import generate_responses, tiny_chat_model
+from safety_study.generate import generate_responses
 from safety_study.prompts import default_prompts
 
 MAX_NEW = int(os.environ.get("BENCH_MAX_NEW_TOKENS", "64"))
@@ -13,14 +12,11 @@ BATCH = int(os.environ.get("BENCH_BATCH", "50"))
 
 
 def load_model():
-    try:
-        from safety_study import toy
-        name = toy.judge_checkpoint()
-        model, tok = toy.load_checkpoint(name)
-        return model, tok, f"toy checkpoint {name}"
-    except (StudyError, ImportError, AttributeError):
-        model, tok = tiny_chat_model(seed=0, hidden_size=128, n_layers=4)
-        return model, tok, "untrained toy-shaped Llama (toy checkpoints not built)"
+    "The shipped toy checkpoint (the same model both methods run)."
+    from safety_study import toy
+    name = toy.judge_checkpoint()
+    model, tok = toy.load_checkpoint(name)
+    return model, tok, f"toy checkpoint {name}"
 
 
 def reference(model, tok, prompts, batch_size=2):

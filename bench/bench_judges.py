@@ -4,7 +4,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
 
-from safety_study.core import StudyError
 from safety_study.generate import _pad_left, chat_prompt_ids, tiny_chat_model
 from safety_study.judges import EmbeddingJudge, LLMJudge, embedding_training_set
 
@@ -12,16 +11,11 @@ N = int(os.environ.get("BENCH_ITEMS", "96"))
 
 
 def load_judge_model():
-    try:
-        from safety_study import toy
-        name = toy.judge_checkpoint()
-        model, tok = toy.load_checkpoint(name)
-        return model, tok, f"toy judge checkpoint {name}"
-    except (StudyError, ImportError, AttributeError):
-        model, tok = tiny_chat_model(seed=0, hidden_size=128, n_layers=4)
-        tok.add_tokens(["REFUSAL", "NON-REFUSAL"])  # the toy tokenizer has the labels as whole tokens
-        model.resize_token_embeddings(len(tok))
-        return model, tok, "untrained toy-shaped Llama with single-token labels (toy checkpoints not built)"
+    "The shipped toy judge checkpoint (its labels are single tokens)."
+    from safety_study import toy
+    name = toy.judge_checkpoint()
+    model, tok = toy.load_checkpoint(name)
+    return model, tok, f"toy judge checkpoint {name}"
 
 
 def reference(judge, prompts, responses, batch_size=8, full=False):

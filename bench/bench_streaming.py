@@ -4,7 +4,7 @@ abliterate_model + save_pretrained) on a ≥ 200 MB checkpoint made from a tiny-
 Each path runs in a fresh subprocess; the figure is the growth of peak RSS (VmHWM) over the RSS after imports
 (including building a tiny model of the same family on the meta device, which loads the model code).
 Prints `bench_streaming: <ratio>x (ours <MB>, reference <MB>)` with ratio = reference / ours."""
-import json, os, subprocess, sys, tempfile, time
+import json, os, subprocess, sys, tempfile
 from pathlib import Path
 
 CHILD = r'''
