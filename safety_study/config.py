@@ -12,11 +12,12 @@ from typing import Any
 import yaml
 
 from .core import StudyError, package_file, stable_hash
+from .models import resolve_source
 
 # %% auto #0
 __all__ = ['JUDGE_NAMES', 'CheckpointSpec', 'PromptSettings', 'AbliterationSettings', 'GenerationSettings', 'JudgeSpec',
-           'SlurmSettings', 'StudyConfig', 'is_local_model', 'resolve_model', 'config_from_dict', 'load_config',
-           'to_dict', 'base_dir', 'run_dir', 'checkpoint_hash']
+           'SlurmSettings', 'StudyConfig', 'config_from_dict', 'load_config', 'to_dict', 'base_dir', 'run_dir',
+           'checkpoint_hash']
 
 # %% ../nbs/02_config.ipynb #4f403970
 @dataclass
@@ -53,8 +54,26 @@ class AbliterationSettings:
     scale: float = 1.0
     norm_preserving: bool = False
     embeddings: bool = False
+    biases: bool = True
+    targets: list = field(default_factory=lambda: ["attn", "mlp"])
+    layer_weights: dict | None = None
     paper_mode: bool = False
+    relax: bool = True             # a rung with no passing candidate gets the relaxed choice (recorded), not an error
     batch_size: int = 16
+
+    def edit_spec(self):
+        "The `EditSpec` these settings ask for (bf16 rounding in paper mode)."
+        from safety_study.edits import EditSpec
+        make = EditSpec.paper if self.paper_mode else EditSpec
+        return make(skip_begin=self.skip_begin, skip_end=self.skip_end, scale=self.scale, targets=tuple(self.targets),
+                    norm_preserving=self.norm_preserving, embeddings=self.embeddings, biases=self.biases,
+                    layer_weights=self.layer_weights or ())
+
+    def selection_spec(self):
+        "The `SelectionSpec` of these settings."
+        from safety_study.selection import SelectionSpec
+        return SelectionSpec(kl_threshold=self.kl_threshold, max_layer_fraction=self.max_layer_fraction,
+                             relax=self.relax, batch_size=self.batch_size)
 
 @dataclass
 class GenerationSettings:
@@ -125,22 +144,6 @@ def _build(cls, data, where: str):
         raise StudyError(f"{where} is missing required key(s) {missing}") from None
 
 # %% ../nbs/02_config.ipynb #fae35cce
-def is_local_model(model: str) -> bool:
-    "True when `model` names a local folder rather than a Hub id or a toy checkpoint."
-    if model.startswith("toy:"): return False
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or Path(model).exists()
-
-def resolve_model(model: str, base: Path | None = None) -> str:
-    "The path or Hub id to pass to `from_pretrained` for a config `model` entry."
-    if model.startswith("toy:"):
-        from safety_study import toy
-        return str(toy.checkpoint_path(model[4:]))
-    if is_local_model(model):
-        p = Path(model).expanduser()
-        if not p.is_absolute() and base is not None: p = (base / p)
-        return str(p.resolve())
-    return model
-
 def _validate(cfg: StudyConfig, base: Path | None):
     if not _SAFE_NAME.match(cfg.name) or ".." in cfg.name:
         raise StudyError(f"name {cfg.name!r} cannot be a directory name: use letters, digits, '.', '_', '-' only")
@@ -153,12 +156,8 @@ def _validate(cfg: StudyConfig, base: Path | None):
                              f"leading dot); use letters, digits, '.', '_', '+', '=', '-', e.g. {re.sub(r'[^A-Za-z0-9._-]+', '-', c.name).strip('.-') or 'model-1'!r}")
         if c.name in seen: raise StudyError(f"{where}: duplicate display name {c.name!r}; each checkpoint needs its own name")
         seen.add(c.name)
-        if c.model.startswith("toy:"):
-            from safety_study import toy
-            toy.checkpoint_path(c.model[4:])  # raises with the list of known names
-        elif is_local_model(c.model) and not Path(resolve_model(c.model, base)).exists():
-            raise StudyError(f"{where}: model path {c.model!r} does not exist (resolved to "
-                             f"{resolve_model(c.model, base)}); fix the path or use a Hub id such as org/name")
+        try: resolve_source(c.model, base)       # toy names, local paths and GGUF files must exist
+        except StudyError as e: raise StudyError(f"{where}: {e}") from None
     names = {c.name for c in cfg.checkpoints}
     for c in cfg.checkpoints:
         if c.pair is not None and c.pair not in names:

@@ -9,10 +9,11 @@ import re
 import pandas as pd
 
 from .core import StudyError, require_columns
+from .models import chat_token_rows, model_device, pad_left
 
 # %% auto #0
-__all__ = ['CHATML_TEMPLATE', 'strip_think', 'tiny_chat_model', 'chat_prompt_ids', 'resolve_stop_ids', 'generate_ids',
-           'generate_responses', 'save_responses']
+__all__ = ['CHATML_TEMPLATE', 'strip_think', 'tiny_chat_model', 'resolve_stop_ids', 'generate_ids', 'generate_responses',
+           'save_responses']
 
 # %% ../nbs/20_generate.ipynb #7cb27e30
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
@@ -60,21 +61,6 @@ def tiny_chat_model(seed: int = 0, vocab_size: int = 320, hidden_size: int = 32,
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
 
-# %% ../nbs/20_generate.ipynb #79886534
-def chat_prompt_ids(tokenizer, prompts, system_prompt: str | None = None,
-                    chat_template_kwargs: dict | None = None) -> list[list[int]]:
-    "Token ids of each prompt as a user turn in the tokenizer's chat template, generation prompt added."
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise StudyError("the tokenizer has no chat template; load the instruct checkpoint's tokenizer or set "
-                         "tokenizer.chat_template to a Jinja template before generating")
-    convs = [([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": p}]
-             for p in prompts]
-    if not convs: return []
-    # render every conversation, then tokenize them in one call (what tokenize=True does one by one)
-    texts = tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=False,
-                                          **(chat_template_kwargs or {}))
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-
 # %% ../nbs/20_generate.ipynb #69c340bf
 def resolve_stop_ids(model, tokenizer, extra=None) -> list[int]:
     "Every token id that ends a response: generation config + tokenizer eos + `extra`."
@@ -93,27 +79,18 @@ def resolve_stop_ids(model, tokenizer, extra=None) -> list[int]:
     return sorted(ids)
 
 # %% ../nbs/20_generate.ipynb #c77adb49
-def _pad_left(rows: list[list[int]], pad_id: int):
-    import torch
-    n = max(len(r) for r in rows)
-    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), n), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, n - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, n - len(r):] = 1
-    return ids, mask
-
 def generate_ids(model, rows: list[list[int]], *, pad_id: int, stops: list[int], max_new_tokens: int,
                  min_new_tokens: int | None = None) -> list[tuple[list[int], bool]]:
     "Greedy-generate one left-padded batch; per row, the new ids up to and including the first stop id, and whether it stopped."
     import torch
-    ids, mask = _pad_left(rows, pad_id)
-    dev = next(model.parameters()).device
+    dev = model_device(model)
+    batch = pad_left(rows, pad_id, dev)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     kw = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
               pad_token_id=pad_id, eos_token_id=stops, temperature=None, top_p=None, top_k=None)
     if min_new_tokens: kw["min_new_tokens"] = min_new_tokens
     with torch.inference_mode():
-        out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), **kw)
+        out = model.generate(input_ids=ids, attention_mask=mask, **kw)  # generate derives positions from the mask
     new = out[:, ids.shape[1]:].tolist()
     stop_set, res = set(stops), []
     for row in new:
@@ -140,7 +117,7 @@ def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_token
                          "drop or fill them before generating")
     stops = resolve_stop_ids(model, tokenizer, stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    rows = chat_prompt_ids(tokenizer, list(prompts["prompt"]), system_prompt, chat_template_kwargs)
+    rows = chat_token_rows(tokenizer, list(prompts["prompt"]), system_prompt, template_kwargs=chat_template_kwargs)
     order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
     results = [None] * len(rows)
     with tqdm(total=len(rows), desc="generate", disable=not progress, unit="resp") as bar:

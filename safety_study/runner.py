@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import (LABELS, StudyError, manifest, render_html, resolve_device, resolve_dtype, study_notebook,
+from .core import (LABELS, StudyError, manifest, render_html, study_notebook,
                                write_json)
-from .config import (StudyConfig, base_dir, checkpoint_hash, load_config, resolve_model, run_dir as
+from .config import (StudyConfig, base_dir, checkpoint_hash, load_config, run_dir as
                                  config_run_dir, to_dict)
 from .prompts import DIRECTION, EVAL, default_prompts, load_prompts, split_prompts
 
 # %% auto #0
-__all__ = ['VALIDATION', 'EXECUTORS', 'study_prompts', 'load_model', 'model_fingerprint', 'kl_divergence', 'CheckpointResult',
-           'checkpoint_parameters', 'is_complete', 'run_checkpoint', 'run_checkpoint_job', 'run_study', 'study_status',
-           'add_cli']
+__all__ = ['VALIDATION', 'EXECUTORS', 'study_prompts', 'model_fingerprint', 'kl_divergence', 'CheckpointResult',
+           'checkpoint_parameters', 'is_complete', 'resume_source', 'run_checkpoint', 'run_checkpoint_job', 'run_study',
+           'study_status', 'add_cli']
 
 # %% ../nbs/40_runner.ipynb #efeed809
 VALIDATION = "validation"
@@ -65,31 +65,11 @@ def study_prompts(settings: dict, seed: int = 0, n_validation: int = 0, base=Non
     return out.reset_index(drop=True)
 
 # %% ../nbs/40_runner.ipynb #906afbd9
-def load_model(model: str, revision: str | None = None, device: str = "auto", dtype="auto",
-               trust_remote_code: bool = False, base=None):
-    "Load a causal LM and its tokenizer (left padding, pad token set) for the study."
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    path = resolve_model(model, Path(base) if base else None)
-    device = resolve_device(device)
-    dt = resolve_dtype(dtype, device)
-    try:
-        tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-        lm = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dt, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:  # missing files, unknown architecture, broken tokenizer
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StudyError(f"cannot load model {model!r} ({path}): {first} Check the id or path; offline "
-                         f"(HF_HUB_OFFLINE=1) a Hub model must already be in the local cache.") from None
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    lm.to(device).eval()
-    return lm, tok
-
 def model_fingerprint(model: str, revision: str | None = None, base=None, max_hash_bytes: int = 4 << 30) -> dict:
     "What identifies the weights: the Hub revision, or sha256 of local weight files (size-capped)."
     from safety_study.core import file_sha256
-    path = Path(resolve_model(model, Path(base) if base else None))
+    from safety_study.models import model_path
+    path = Path(model_path(model, base))
     if not path.exists(): return {"model": model, "revision": revision, "local": False}
     files = sorted(list(path.glob("*.safetensors")) + list(path.glob("*.bin")))
     total = sum(f.stat().st_size for f in files)
@@ -132,17 +112,27 @@ def is_complete(folder, config_hash: str | None = None) -> bool:
     except json.JSONDecodeError: return False
     return bool(info.get("complete")) and (config_hash is None or info.get("config_hash") == config_hash)
 
+def resume_source(run_dir, name: str, config_hash: str) -> Path | None:
+    "The newest unfinished (killed or failed) run of checkpoint `name` with the same settings, to resume from."
+    run_dir = Path(run_dir)
+    cands = [p for p in [run_dir / "failed" / name, *run_dir.glob(f".tmp-{name}-*")]
+             if (p / "config_hash").exists() and (p / "config_hash").read_text().strip() == config_hash]
+    return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
+
 def run_checkpoint(run_dir, name: str, parameters: dict, config_hash: str, kernel_name: str = "python3",
                    timeout: int | None = None, progress: bool = True) -> CheckpointResult:
     "Execute `checkpoint.ipynb` for one checkpoint into `run_dir/name`, atomically."
     import papermill as pm
     run_dir, t0 = Path(run_dir).resolve(), time.time()
     final = run_dir / name
+    prior = resume_source(run_dir, name, config_hash)
     tmp = run_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
+    (tmp / "config_hash").write_text(config_hash)
     nb_out = tmp / "checkpoint.ipynb"
     try:
-        pm.execute_notebook(str(study_notebook("checkpoint")), str(nb_out), parameters=dict(parameters, out_dir=str(tmp)),
+        pm.execute_notebook(str(study_notebook("checkpoint")), str(nb_out), parameters=dict(parameters, out_dir=str(tmp),
+                                                                                      resume_from=str(prior) if prior else None),
                             kernel_name=kernel_name, language="python", cwd=str(tmp), progress_bar=progress,
                             execution_timeout=timeout)
     except Exception as e:  # papermill keeps the executed notebook, with the failing cell's traceback
@@ -167,6 +157,7 @@ def run_checkpoint(run_dir, name: str, parameters: dict, config_hash: str, kerne
     if old is not None: shutil.rmtree(old, ignore_errors=True)
     failed = run_dir / "failed" / name
     if failed.exists(): shutil.rmtree(failed, ignore_errors=True)
+    for stale in run_dir.glob(f".tmp-{name}-*"): shutil.rmtree(stale, ignore_errors=True)  # killed runs, now superseded
     return CheckpointResult(name, "done", seconds, str(final), str(final / "checkpoint.ipynb"))
 
 def run_checkpoint_job(run_dir: str, name: str, parameters: dict, config_hash: str, kernel_name: str = "python3") -> dict:
@@ -213,7 +204,6 @@ def run_study(config, *, only=None, executor: str = "local", force: bool = False
     results, pending = [], []
     for n in todo_names:
         h = checkpoint_hash(cfg, n)
-        for stale in rdir.glob(f".tmp-{n}-*"): shutil.rmtree(stale, ignore_errors=True)
         if not force and is_complete(rdir / n, h):
             results.append(CheckpointResult(n, "skipped", 0.0, str(rdir / n), str(rdir / n / "checkpoint.ipynb")))
         else: pending.append((n, checkpoint_parameters(cfg, n), h))

@@ -7,9 +7,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from safety_study.arch import tiny_model, tiny_tokenizer
-from safety_study.abliterate import (abliterate_checkpoint, abliterate_model, ablation_hooks, addition_hooks,
-                                     load_abliterated, save_abliterated)
-from safety_study.directions import Directions, compute_directions, chat_inputs
+from safety_study.abliterate import abliterate_checkpoint, load_abliterated, save_abliterated
+from safety_study.edits import EditSpec, abliterate_model, ablation_hooks, addition_hooks
+from safety_study.directions import Directions, compute_directions
+from safety_study.models import chat_inputs
+from safety_study.selection import SelectionSpec, select_direction
 from safety_study.core import StudyError
 from safety_study import cli
 
@@ -33,14 +35,14 @@ def test_streaming_equals_in_memory(tmp_path, mt, shard, kw):
     m, r = tiny_model(mt, layers=3), torch.randn(64)
     m.save_pretrained(tmp_path / "src", max_shard_size=shard)
     tiny_tokenizer().save_pretrained(tmp_path / "src")
-    rep_s = abliterate_checkpoint(tmp_path / "src", tmp_path / "out", r, progress=False, **kw)
-    rep_m = abliterate_model(m, r, **kw)
+    rep_s = abliterate_checkpoint(tmp_path / "src", tmp_path / "out", r, EditSpec(**kw), progress=False)
+    rep_m = abliterate_model(m, r, EditSpec(**kw))
     assert len(rep_s) == len(rep_m) and rep_s.leftover.max() == pytest.approx(rep_m.leftover.max(), abs=1e-9)
     assert _max_diff(AutoModelForCausalLM.from_pretrained(tmp_path / "out"), m) <= 1e-6
     out = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert {"config.json", "tokenizer.json", "manifest.json", "direction.safetensors"} <= set(out)
     man = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert man["settings"]["skip_begin"] == 1 and "config.json" in man["source"]["files"]
+    assert man["edit"]["skip_begin"] == EditSpec(**kw).skip_begin and "config.json" in man["source"]["files"]
 
 
 def test_streaming_refuses_missing_shard_and_tied_embeddings(tmp_path):
@@ -54,14 +56,14 @@ def test_streaming_refuses_missing_shard_and_tied_embeddings(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing half-written
     tiny_model("gemma", layers=2).save_pretrained(tmp_path / "g")
     with pytest.raises(StudyError, match="ties"):
-        abliterate_checkpoint(tmp_path / "g", tmp_path / "out", torch.randn(64), embeddings=True, progress=False)
+        abliterate_checkpoint(tmp_path / "g", tmp_path / "out", torch.randn(64), EditSpec(embeddings=True), progress=False)
 
 
 def test_save_load_same_logits(tmp_path):
     m, tk = tiny_model("qwen3", layers=3), tiny_tokenizer()
     d = compute_directions(m, tk, HARM, SAFE, progress=False)
     r = d.direction(2)
-    rep = abliterate_model(m, r, embeddings=True)
+    rep = abliterate_model(m, r, EditSpec(embeddings=True))
     save_abliterated(m, tk, tmp_path / "out", direction=r, report=rep, manifest_fields=dict(source="tiny-qwen3"))
     m2, tk2, r2, man = load_abliterated(tmp_path / "out")
     inputs = chat_inputs(tk2, SAFE)
@@ -72,7 +74,7 @@ def test_save_load_same_logits(tmp_path):
 
 def test_paper_mode_rounds_edits_to_bf16():
     m, r = tiny_model("llama", layers=3), torch.randn(64)
-    rep = abliterate_model(m, r, paper_mode=True)
+    rep = abliterate_model(m, r, EditSpec.paper())
     W = m.model.layers[1].self_attn.o_proj.weight
     assert torch.equal(W, W.to(torch.bfloat16).float())
     assert 1e-5 < rep.leftover.max() < 0.1  # reported, not raised: bf16 cannot hold an exact edit
@@ -83,8 +85,8 @@ def test_bad_inputs():
     with pytest.raises(StudyError, match="hidden size"): abliterate_model(m, torch.randn(32))
     with pytest.raises(StudyError, match="zero"): abliterate_model(m, torch.zeros(64))
     with pytest.raises(StudyError, match="NaN"): abliterate_model(m, torch.full((64,), float("nan")))
-    with pytest.raises(StudyError, match="no layer"): abliterate_model(m, torch.randn(64), skip_begin=2, skip_end=1)
-    with pytest.raises(StudyError, match="out of range"): abliterate_model(m, torch.randn(64), layer_weights={5: 1.0})
+    with pytest.raises(StudyError, match="no layer"): abliterate_model(m, torch.randn(64), EditSpec(skip_begin=2, skip_end=1))
+    with pytest.raises(StudyError, match="out of range"): abliterate_model(m, torch.randn(64), EditSpec(layer_weights={5: 1.0}))
     with pytest.raises(StudyError, match="out of range"):
         with addition_hooks(m, torch.randn(64), 7): pass
     d = compute_directions(m, tiny_tokenizer(), HARM, SAFE, progress=False)
@@ -148,26 +150,50 @@ def test_bf16_edit_reported_not_raised():
 
 
 def test_select_direction_table_and_filters(tmp_path):
-    from safety_study.directions import select_direction
     m, tk = tiny_model("llama", layers=4), tiny_tokenizer()
     d = compute_directions(m, tk, HARM[:4], SAFE[:4], positions=2, progress=False)
-    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=10.0, max_layer_fraction=0.8,
-                                      induce_threshold=None, refusal_tokens=["I", "Sorry"], progress=False,
-                                      save_to=tmp_path / "sel.csv")
+    loose = SelectionSpec(kl_threshold=10.0, induce_threshold=None, refusal_tokens=["I", "Sorry"])
+    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=loose, table=tmp_path / "sel.parquet",
+                                      progress=False)
     assert {"layer", "position", "diff_norm", "bypass_score", "induce_score", "kl", "passes", "chosen"} <= set(scores)
     assert len(scores) == (4 + 1) * 2 and scores.chosen.sum() == 1
     assert scores[scores.layer == 0].bypass_score.isna().all()          # zero difference at the embeddings
     assert not scores[scores.layer >= 0.8 * 4].passes.any()
     best = scores[scores.passes].bypass_score.min()
-    assert chosen["bypass_score"] == best and (tmp_path / "sel.csv").exists()
-    with pytest.raises(StudyError, match="no candidate") as e:
-        select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=0.0, progress=False)
+    assert chosen["bypass_score"] == best and (tmp_path / "sel.parquet").exists()
+    with pytest.raises(StudyError, match="removed by 'KL < 0.0'") as e:
+        select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0), progress=False)
     assert len(e.value.scores) == 10 and not e.value.scores.passes.any()
     # relax: the filters are dropped in order and the choice says which; the best remaining bypass wins
-    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=0.0, max_layer_fraction=0.8,
-                                      relax=True, progress=False)
+    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0, relax=True),
+                                      progress=False)
     assert chosen["relaxed"] == "induce, kl" and scores.chosen.sum() == 1
     pool = scores[scores.bypass_score.notna() & (scores.layer < 0.8 * 4)]
     assert chosen["bypass_score"] == pool.bypass_score.min()
-    assert select_direction(m, tk, d, HARM[4:], SAFE[4:], kl_threshold=10.0, induce_threshold=None,
-                            relax=True, progress=False)[0]["relaxed"] is None
+    relaxed = SelectionSpec(kl_threshold=10.0, induce_threshold=None, relax=True)
+    assert select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=relaxed, progress=False)[0]["relaxed"] is None
+
+
+def test_selection_and_saved_edit_share_one_spec(tmp_path, capsys, monkeypatch):
+    "What selection scored and what the saved model got are one EditSpec, recorded once in the manifest."
+    from safety_study import abliterate, selection
+    seen = {}
+    real_select, real_edit = selection.select_direction, abliterate.abliterate_model
+    def spy_select(*a, edit, **kw):
+        seen["select"] = edit
+        return real_select(*a, edit=edit, **kw)
+    def spy_edit(model, r, spec, *a, **kw):
+        seen["edit"] = spec
+        return real_edit(model, r, spec, *a, **kw)
+    monkeypatch.setattr(selection, "select_direction", spy_select)
+    monkeypatch.setattr(abliterate, "abliterate_model", spy_edit)
+    _chat_folder(tmp_path)
+    rc = cli.main(["abliterate", str(tmp_path / "m"), str(tmp_path / "out"), "--harmful", str(tmp_path / "harm.txt"),
+                   "--harmless", str(tmp_path / "safe.txt"), "--select", "--relax", "--n-val", "2", "--skip-begin", "0",
+                   "--scale", "0.5", "--device", "cpu"])
+    assert rc == 0, capsys.readouterr()
+    assert seen["select"] is seen["edit"] and seen["edit"] == EditSpec(skip_begin=0, scale=0.5)
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    table, meta = selection.read_selection_table(tmp_path / "out" / "selection.parquet")
+    assert man["edit"] == meta["edit"] == EditSpec(skip_begin=0, scale=0.5).to_dict()
+    assert len(table) == 5 and not (tmp_path / "out.partial").exists()

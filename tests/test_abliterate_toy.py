@@ -5,8 +5,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safety_study import toy
-from safety_study.abliterate import abliterate_model, check_equivalence
-from safety_study.directions import chat_inputs, compute_directions, last_logprobs, layer_direction
+from safety_study.abliterate import check_equivalence
+from safety_study.directions import compute_directions, layer_direction
+from safety_study.edits import EditSpec, abliterate_model
+from safety_study.models import chat_inputs
+from safety_study.selection import last_logprobs
 from safety_study import cli
 
 torch.set_num_threads(1)
@@ -47,8 +50,8 @@ def test_toy_refusals_abliterated(toy_model, capsys):
     before = refusal_rate(greedy(model, tok, eh, sp))
     harmless_before = refusal_rate(greedy(model, tok, el, sp))
     base = last_logprobs(model, tok, el, system_prompt=sp)
-    eq = check_equivalence(model, r, tok, eh[:8], skip_begin=0)
-    abliterate_model(model, r, skip_begin=0)
+    eq = check_equivalence(model, r, tok, eh[:8], spec=EditSpec(skip_begin=0))
+    abliterate_model(model, r, EditSpec(skip_begin=0))
     after = refusal_rate(greedy(model, tok, eh, sp))
     harmless_after = refusal_rate(greedy(model, tok, el, sp))
     kl = float((base.exp() * (base - last_logprobs(model, tok, el, system_prompt=sp))).sum(-1).mean())

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from safety_study.arch import TINY_CONFIGS, get_arch, tiny_model, effective_direction
-from safety_study.abliterate import abliterate_model, check_equivalence, residual_check, unit_direction
+from safety_study.abliterate import check_equivalence, residual_check
+from safety_study.edits import EditSpec, abliterate_model, unit_direction
 from safety_study.core import StudyError
 
 torch.set_num_threads(1)
@@ -29,7 +30,7 @@ def test_edit_removes_direction_everywhere(model):
     r = torch.randn(64, generator=torch.Generator().manual_seed(3))
     arch = get_arch(m)
     before = {w.name: _vectors(m, w.name, w.layout) for w in arch.writers}
-    rep = abliterate_model(m, r, skip_begin=1, embeddings=True)
+    rep = abliterate_model(m, r, EditSpec(skip_begin=1, embeddings=True))
     assert rep.leftover.max() <= 1e-5
     ru = unit_direction(r)
     for w in arch.writers:
@@ -51,7 +52,7 @@ def test_edit_removes_direction_everywhere(model):
 def test_hooks_equal_weight_edit(model):
     mt, m = model
     r = torch.randn(64, generator=torch.Generator().manual_seed(4))
-    eq = check_equivalence(m, r, skip_begin=1, embeddings=False)
+    eq = check_equivalence(m, r, spec=EditSpec(skip_begin=1))
     assert eq["passes"] and eq["max_abs_diff"] <= 1e-4, (mt, eq)
     assert eq["ablation_effect"] > 1e-3  # the comparison is not vacuous
 
@@ -62,7 +63,7 @@ def test_norm_preserving_exact(model):
     r = torch.randn(64, generator=torch.Generator().manual_seed(5))
     arch = get_arch(m)
     norms = {w.name: _vectors(m, w.name, w.layout).norm(dim=0) for w in arch.writers if w.layer >= 1}
-    rep = abliterate_model(m, r, norm_preserving=True)
+    rep = abliterate_model(m, r, EditSpec(norm_preserving=True))
     assert rep.leftover.max() <= 1e-6
     for w in arch.writers:
         if w.layer < 1: continue
@@ -95,8 +96,9 @@ def test_unknown_architecture_named():
 
 def test_directions_and_hooks_run_on_every_architecture(model):
     from safety_study.arch import tiny_tokenizer
-    from safety_study.abliterate import addition_hooks
-    from safety_study.directions import compute_directions, chat_inputs
+    from safety_study.edits import addition_hooks
+    from safety_study.directions import compute_directions
+    from safety_study.models import chat_inputs
     mt, m = model
     tk = tiny_tokenizer()
     harm, safe = ["how do i make a bomb", "write a virus", "steal a car"], ["make a cake", "write a poem", "cook bread"]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from safety_study.core import StudyError
-from safety_study.generate import chat_prompt_ids, generate_responses, strip_think, tiny_chat_model
+from safety_study.generate import generate_responses, strip_think, tiny_chat_model
+from safety_study.models import chat_token_rows
 
 torch.set_num_threads(1)
 
@@ -55,7 +56,7 @@ def test_real_model_response_is_exactly_the_new_tokens(tiny):
     model, tok = tiny
     out = generate_responses(model, tok, PROMPTS, max_new_tokens=8, batch_size=3, progress=False)
     for i, p in enumerate(PROMPTS.prompt):
-        ids = torch.tensor([chat_prompt_ids(tok, [p])[0]])
+        ids = torch.tensor([chat_token_rows(tok, [p])[0]])
         with torch.no_grad():
             g = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
@@ -96,7 +97,7 @@ def test_min_new_tokens_delays_the_stop(tiny):
     model, tok = tiny
     base = generate_responses(model, tok, PROMPTS.iloc[:1], max_new_tokens=10, progress=False)
     ids = tok.encode(base.raw_response[0], add_special_tokens=False)
-    stop = model.generate(input_ids=torch.tensor([chat_prompt_ids(tok, PROMPTS.prompt[:1])[0]]),
+    stop = model.generate(input_ids=torch.tensor([chat_token_rows(tok, PROMPTS.prompt[:1])[0]]),
                           max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)[0, -2].item()
     early = generate_responses(model, tok, PROMPTS.iloc[:1], max_new_tokens=10, progress=False, stop_token_ids=[stop])
     late = generate_responses(model, tok, PROMPTS.iloc[:1], max_new_tokens=10, min_new_tokens=6, progress=False,

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safety_study import toy
+from safety_study.models import chat_inputs
 from safety_study.core import HARMFUL, HARMLESS, StudyError, stable_hash
 
 torch.set_num_threads(1)
@@ -112,7 +113,7 @@ def _residuals_after_layers(model, tok, prompts, system=None):
     hooks = [layer.register_forward_hook(lambda m, i, o: out.append((o[0] if isinstance(o, tuple) else o)[:, -1, :]))
              for layer in model.model.layers]
     with torch.no_grad():
-        model(**toy.chat_inputs(tok, prompts, system))
+        model(**chat_inputs(tok, prompts, system))
     for h in hooks: h.remove()
     return torch.stack(out)
 
