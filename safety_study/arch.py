@@ -5,7 +5,7 @@
 # %% ../nbs/10_arch.ipynb #61802e89
 from __future__ import annotations
 import copy, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -152,7 +152,8 @@ def get_arch(model) -> Arch:
                              f"which does not write {hidden}-dimensional vectors")
     if not tested:
         warnings.warn(f"architecture {model_type!r} is not among the tested ones ({', '.join(SUPPORTED_MODEL_TYPES)}); "
-                      "its writers were found by name — run check_equivalence and residual_check before trusting it")
+                      "its writers were found by name — run check_equivalence and residual_check before trusting it",
+                      stacklevel=2)
     return Arch(model_type, hidden, layers_path, n_layers, writers, embeddings, final_norm, lm_head, tied, tested)
 
 # %% ../nbs/10_arch.ipynb #9249cfda
@@ -216,7 +217,7 @@ def tiny_model(model_type: str = "llama", seed: int = 0, dtype=torch.float32, **
     torch.manual_seed(seed)
     m = transformers.AutoModelForCausalLM.from_config(tiny_config(model_type, **kw), dtype=dtype)
     with torch.no_grad():  # random norms/biases so post-norm gains and bias edits are exercised
-        for n, p in m.named_parameters():
+        for p in m.parameters():
             if p.ndim == 1: p.add_(0.1 * torch.randn_like(p))
     return m.eval()
 

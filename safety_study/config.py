@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses, re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .core import StudyError, package_file, stable_hash
+from .core import StudyError, stable_hash
 from .models import resolve_source
 
 # %% auto #0
@@ -138,7 +137,7 @@ def _build(cls, data, where: str):
                          f"{sorted(known)}. Fix the spelling or remove them.")
     kw = {k: _check_type(v, str(known[k].type), f"{where}.{k}") for k, v in data.items()}
     try: return cls(**kw)
-    except TypeError as e:
+    except TypeError:
         missing = [f.name for f in fields(cls) if f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING and f.name not in kw]
         raise StudyError(f"{where} is missing required key(s) {missing}") from None

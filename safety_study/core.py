@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #7eeae4d6
 from __future__ import annotations
-import contextlib, hashlib, json, os, platform, subprocess, sys, tempfile, time
+import contextlib, hashlib, json, os, platform, subprocess, sys, tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path

@@ -4,17 +4,16 @@
 
 # %% ../nbs/12_directions.ipynb #67abc08b
 from __future__ import annotations
-import contextlib, math
-from collections import Counter
+import contextlib
 from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import StudyError, atomic_path, write_table
+from .core import StudyError, atomic_path
 from .arch import get_arch
-from .models import chat_token_rows, chat_inputs, pad_left, pad_id_of, model_device
+from .models import chat_token_rows, pad_left, pad_id_of, model_device
 
 # %% auto #0
 __all__ = ['residual_capture', 'Directions', 'json_str', 'compute_directions', 'layer_direction']
@@ -107,7 +106,7 @@ class Directions:
         return path
 
     @classmethod
-    def load(cls, path) -> "Directions":
+    def load(cls, path) -> Directions:
         import json
         from safetensors import safe_open
         try:

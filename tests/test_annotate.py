@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from safety_study.annotate import (ANNOTATION_COLUMNS, CHOICES, annotate, load_responses, read_annotations,
-                                   render_page, sample_items)
+                                   sample_items)
 from safety_study.cli import main
 from safety_study.core import RESPONSE_COLUMNS, StudyError
 
