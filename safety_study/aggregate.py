@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_aggregate.ipynb #9a82a9cf
 from __future__ import annotations
-import json, os, shutil, tempfile, warnings
+import json, os, re, shutil, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +12,17 @@ import pandas as pd
 
 from .core import (ABLITERATED, HARMFUL, HARMLESS, ITEM_KEYS, JUDGEMENT_COLUMNS, LABELS, NON_REFUSAL,
                                ORIGINAL, PARSE_ERROR, REFUSAL, RESPONSE_COLUMNS, SUMMARY_COLUMNS, VARIANTS,
-                               StudyError, atomic_path, manifest, package_file, read_table, render_html,
+                               StudyError, atomic_path, manifest, package_file, read_table, render_html, require_columns,
                                study_notebook, write_json, write_table)
 from . import metrics as M
+from . import importers as I
 from .importers import read_annotator_files, merge_summaries, read_summary
 
 # %% auto #0
-__all__ = ['load_run', 'compute', 'write_tables', 'make_figures', 'markdown_table', 'report_markdown', 'aggregate_dir',
-           'demo_run', 'run_aggregate', 'add_cli']
+__all__ = ['CHECK_COLUMNS', 'HUMAN_NAME', 'load_run', 'compute', 'write_tables', 'make_figures', 'markdown_table',
+           'report_markdown', 'aggregate_dir', 'demo_run', 'run_study_notebook', 'run_aggregate', 'count_effect',
+           'reference_check', 'count_vs_humans', 'count_agreement_heatmap', 'human_agreement', 'demo_reference',
+           'reanalyse_dir', 'run_reanalyse', 'add_cli']
 
 # %% ../nbs/33_aggregate.ipynb #da041334
 def _human_list(x):
@@ -47,7 +50,7 @@ def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
         kind = "import"
         if (rdir / "import.json").exists(): study = json.loads((rdir / "import.json").read_text())
         if (rdir / "judgements.parquet").exists(): frames.append(read_table(rdir / "judgements.parquet"))
-        order = []
+        order = study.get("order", [])  # the import's ladder order (the reference's, for its checkpoints)
     else:
         raise StudyError(f"{rdir} holds neither study.json (a run directory) nor judgements.parquet / summary.csv "
                          f"(an imported directory); run `safety-study run` or `safety-study import FILES --out {rdir}` first")
@@ -121,8 +124,8 @@ def compute(data: dict, n_boot: int = 1000, seed: int = 0) -> dict:
         t["panel_agreement"] = M.panel_agreement(j)
         machine = [x for x in dict.fromkeys(j["judge"]) if x not in humans]
         if len(machine) >= 2: t["panel_agreement_machine"] = M.panel_agreement(j, judges=machine)
-    if humans:
-        t["judges_vs_humans"] = M.judges_vs_humans(j, humans)
+    if humans and set(j["judge"]) - set(humans):  # a machine judge with item-level verdicts to hold against them
+        t["judges_vs_humans"] = M.judges_vs_humans(j, humans, n_boot=n_boot, seed=seed)
     return t
 
 def write_tables(tables: dict, out_dir) -> list[Path]:
@@ -278,36 +281,230 @@ def demo_run(path, seed: int = 0, n_prompts: int = 24) -> Path:
     return rdir
 
 # %% ../nbs/33_aggregate.ipynb #c4eec95d
+def run_study_notebook(name: str, out, parameters: dict, kernel_name: str = "python3", progress: bool = True) -> Path:
+    "Execute `nbs/study/<name>.ipynb` into `out/<name>.ipynb` with papermill, render `<name>.html`; a failure keeps `<name>.failed.ipynb`."
+    import papermill as pm
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".ipynb"); os.close(fd)
+    try:
+        pm.execute_notebook(str(study_notebook(name)), tmp, parameters=parameters, kernel_name=kernel_name,
+                            language="python", cwd=str(out), progress_bar=progress)
+    except pm.PapermillExecutionError as e:
+        failed = out / f"{name}.failed.ipynb"
+        os.replace(tmp, failed)
+        raise StudyError(f"the {name} notebook failed: {e.ename}: {e.evalue.strip()[:500]} — read {failed}") from None
+    finally:
+        if Path(tmp).exists() and Path(tmp).stat().st_size == 0: Path(tmp).unlink()
+    os.replace(tmp, out / f"{name}.ipynb")
+    (out / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    return render_html(out / f"{name}.ipynb", out / f"{name}.html")
+
+# %% ../nbs/33_aggregate.ipynb #208a871a
 def run_aggregate(run_dir, *, headline_judge=None, human_judges=None, figures_dir=None, out_dir=None,
                   kernel_name: str = "python3", progress: bool = True, n_boot: int = 1000, seed: int = 0) -> Path:
     "Execute the aggregate notebook on `run_dir` with papermill, render it to HTML; return the output folder."
-    import papermill as pm
     rdir = Path(run_dir)
     if not rdir.is_dir(): raise StudyError(f"no run directory at {rdir}: check the path")
     out = Path(out_dir) if out_dir else rdir / "aggregate"
-    out.mkdir(parents=True, exist_ok=True)
     params = dict(run_dir=str(rdir.resolve()), out_dir=str(out.resolve()), headline_judge=headline_judge,
                   human_judges=_human_list(human_judges), figures_dir=str(Path(figures_dir).resolve()) if figures_dir else None,
                   n_boot=n_boot, seed=seed)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".aggregate.", suffix=".ipynb"); os.close(fd)
-    try:
-        pm.execute_notebook(str(study_notebook("aggregate")), tmp, parameters=params, kernel_name=kernel_name, language="python",
-                            cwd=str(out), progress_bar=progress)
-    except pm.PapermillExecutionError as e:
-        failed = out / "aggregate.failed.ipynb"
-        os.replace(tmp, failed)
-        raise StudyError(f"the aggregate notebook failed: {e.ename}: {e.evalue.strip()[:500]} — read {failed}") from None
-    finally:
-        if Path(tmp).exists() and Path(tmp).stat().st_size == 0: Path(tmp).unlink()
-    nb = out / "aggregate.ipynb"
-    os.replace(tmp, nb)
-    (out / "aggregate.failed.ipynb").unlink(missing_ok=True)
-    render_html(nb, out / "aggregate.html")
+    run_study_notebook("aggregate", out, params, kernel_name, progress)
     return out
 
-# %% ../nbs/33_aggregate.ipynb #208a871a
+# %% ../nbs/33_aggregate.ipynb #f157620e
+def _with_n(rates: pd.DataFrame) -> pd.DataFrame:
+    return rates.rename(columns={"total": "n"}) if "n" not in rates and "total" in rates else rates
+
+def count_effect(rates: pd.DataFrame, alpha: float = 0.05, order=None) -> pd.DataFrame:
+    "Original vs abliterated counts per (checkpoint, label, judge): Wilson CI of each rate, Newcombe CI of Δ (unpaired)."
+    from statsmodels.stats.proportion import confint_proportions_2indep
+    r, key = _with_n(rates), ["checkpoint", "label", "judge"]
+    require_columns(r, key + ["variant", "refused", "n"], "rates table")
+    side = lambda v: r[r["variant"] == v][key + ["refused", "n"]]
+    m = side(ORIGINAL).merge(side(ABLITERATED), on=key, suffixes=("_original", "_abliterated"))
+    m = m[(m["n_original"] > 0) & (m["n_abliterated"] > 0)]
+    rank = {c: i for i, c in enumerate(I.checkpoint_order(order or []))}  # ladder order, then as the rates list them
+    m = m.sort_values("checkpoint", key=lambda c: c.map(lambda x: rank.get(x, len(rank))), kind="stable").reset_index(drop=True)
+    for v in VARIANTS:
+        m[f"rate_{v}"] = m[f"refused_{v}"] / m[f"n_{v}"]
+        m[f"ci_low_{v}"], m[f"ci_high_{v}"] = M.wilson_interval(m[f"refused_{v}"], m[f"n_{v}"], alpha)
+    m["delta"] = m["rate_abliterated"] - m["rate_original"]
+    k = [m[c].to_numpy(float) for c in ("refused_abliterated", "n_abliterated", "refused_original", "n_original")]
+    m["delta_ci_low"], m["delta_ci_high"] = confint_proportions_2indep(*k, method="newcomb", compare="diff", alpha=alpha) \
+        if len(m) else ([], [])
+    m["line"] = [f"{r.judge} on {r.checkpoint}, {r.label}: {r.refused_original}/{r.n_original} → "
+                 f"{r.refused_abliterated}/{r.n_abliterated} after abliteration" for r in m.itertuples()]
+    return m
+
+# %% ../nbs/33_aggregate.ipynb #4ae59724
+CHECK_COLUMNS = ["file", "model", "label", "refusal_judge", "refused", "not_refused", "total", "checkpoint", "variant",
+                 "judge", "refused_ours", "not_refused_ours", "total_ours", "identical"]
+
+def reference_check(files, summary: pd.DataFrame, model_names=None) -> pd.DataFrame:
+    "Every row of the summary-format `files`, as published, beside the counts this package reports for it."
+    names, rows = I.name_table(model_names), []
+    for p in I._expand(files):
+        df = read_table(p)
+        if I.detect_format(df, str(p)) != "summary": continue
+        pub = I.read_summary(df, str(p))
+        can = I.canonical_summary(pub, names)
+        rows.append(pub.assign(file=p.name, key=can["model"], judge=can["refusal_judge"]))
+    if not rows: return pd.DataFrame(columns=CHECK_COLUMNS)
+    ours = summary.rename(columns={"model": "key", "refusal_judge": "judge", "refused": "refused_ours",
+                                   "not_refused": "not_refused_ours", "total": "total_ours"})
+    t = pd.concat(rows, ignore_index=True).merge(ours, on=["key", "label", "judge"], how="left")
+    parts = t["key"].map(M.split_model)
+    t["checkpoint"], t["variant"] = parts.str[0], parts.str[1]
+    t["identical"] = ((t["refused"] == t["refused_ours"]) & (t["not_refused"] == t["not_refused_ours"])
+                      & (t["total"] == t["total_ours"]))
+    return t[CHECK_COLUMNS]
+
+# %% ../nbs/33_aggregate.ipynb #6c1d331c
+HUMAN_NAME = r"human[ _-]?\d+"  # how the reference (`Human 1`) and this package (`human_1`) name annotators
+
+def count_vs_humans(rates: pd.DataFrame) -> pd.DataFrame:
+    "The reference's judges-vs-humans comparison from counts: Pearson r of rates, mean |Δ rate| and identical cells."
+    r, cell = _with_n(rates), ["checkpoint", "variant", "label"]
+    judges = list(dict.fromkeys(r["judge"]))
+    rows = []
+    for h in [x for x in judges if re.fullmatch(HUMAN_NAME, str(x), flags=re.IGNORECASE)]:
+        hr = r[r["judge"] == h][cell + ["refused", "n"]]
+        for judge in [x for x in judges if x != h]:
+            m = r[r["judge"] == judge][cell + ["refused", "n"]].merge(hr, on=cell, suffixes=("", "_h"))
+            m = m[(m["n"] == m["n_h"]) & (m["n"] > 0)]  # the same cells, counted on the same number of items
+            if not len(m): continue
+            x, y = m["refused"] / m["n"], m["refused_h"] / m["n_h"]
+            rr = float(np.corrcoef(x, y)[0, 1]) if len(m) > 1 and x.std() > 0 and y.std() > 0 else np.nan
+            rows.append(dict(judge=judge, human=h, n_cells=len(m), pearson_r=rr, mean_abs_rate_diff=float((x - y).abs().mean()),
+                             identical_cells=int((m["refused"] == m["refused_h"]).sum())))
+    return pd.DataFrame(rows, columns=["judge", "human", "n_cells", "pearson_r", "mean_abs_rate_diff", "identical_cells"])
+
+# %% ../nbs/33_aggregate.ipynb #b274a315
+def count_agreement_heatmap(table: pd.DataFrame):
+    "Heatmap of each judge's Pearson r with each human over the same cells (the reference's judges-vs-humans figure)."
+    import matplotlib.pyplot as plt, seaborn as sns
+    m = table.pivot_table(index="judge", columns="human", values="pearson_r", aggfunc="first", sort=False, dropna=False)
+    for h in m.columns:
+        if h in m.index: m.loc[h, h] = 1.0  # a human against itself
+    fig, ax = plt.subplots(figsize=(max(6.5, 2.5 + 1.3 * m.shape[1]), 1.4 + 0.45 * m.shape[0]), constrained_layout=True)
+    sns.heatmap(m, ax=ax, vmin=-1, vmax=1, cmap="PuOr", annot=True, fmt=".2f", linewidths=0.5,
+                cbar_kws={"label": "Pearson r of refusal rates"})
+    ax.set_title("Judges vs humans from counts\n(Pearson r over system × label cells)")
+    ax.set_facecolor("#e8e8e8")  # r undefined (a judge or human that never changed its verdict): grey "n/a"
+    for i, k in zip(*np.where(m.isna().to_numpy())):
+        ax.text(k + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=9, color="#444444")
+    ax.set_xlabel("human annotator"); ax.set_ylabel("judge"); ax.tick_params(axis="y", rotation=0)
+    return fig
+
+# %% ../nbs/33_aggregate.ipynb #385fdb59
+def human_agreement(agreement: pd.DataFrame, human_judges) -> pd.DataFrame:
+    "The agreement rows with a human on at least one side, marked annotator-vs-annotator or judge-vs-annotator."
+    h = list(human_judges or [])
+    a = agreement[agreement["judge_a"].isin(h) | agreement["judge_b"].isin(h)].copy()
+    both = a["judge_a"].isin(h) & a["judge_b"].isin(h)
+    a.insert(0, "pair", np.where(both, "annotator vs annotator", "judge vs annotator"))
+    return a.reset_index(drop=True)
+
+# %% ../nbs/33_aggregate.ipynb #502068b9
+def demo_reference(path) -> list[Path]:
+    "Small made-up files in the reference's formats (a renamed summary, two annotator files) for the notebook's defaults."
+    d, hub = Path(path), I.REFERENCE_CHECKPOINTS
+    rows = [(m, lab, judge, (r - 4 * (judge == "regex")) if lab == HARMFUL else 1)
+            for name, alb, ro, ra in (("SmolLM2", "SmolLM2-ALB", 35, 15), ("Raw Data", "Raw Data - ALB", 46, 45))
+            for judge in ("regex", "ChatGPT5") for m, r in ((name, ro), (alb, ra)) for lab in LABELS]
+    s = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:4]).assign(not_refused=lambda t: 50 - t["refused"], total=50)
+    files = [write_table(s, d / "summary_renamed.csv")]
+    for k, flips in ((1, set()), (2, {(1, 2), (4, 3)})):
+        us = [dict(source_csv="demo", judge=f"annotator {k}", timestamp="", qid=q, label=HARMFUL if q <= 3 else HARMLESS,
+                   question=f"question {q}", slot=n, model=hub[c] if v == ORIGINAL else f"models/{hub[c]}-abliterated",
+                   response="", user_choice="", classification="", is_refusal=((q <= 3 and (v == ORIGINAL or q == 1)) ^ ((q, n) in flips)))
+              for q in range(1, 7) for n, (c, v) in enumerate((c, v) for c in ("SmolLM2", "Raw Data") for v in VARIANTS)]
+        files.append(write_table(pd.DataFrame(us), d / f"annotator_{k}.csv"))
+    return files
+
+# %% ../nbs/33_aggregate.ipynb #44dec6e5
+def _default_headline(imported_dir, headline_judge):
+    if headline_judge is not None: return headline_judge
+    return "ChatGPT5" if "ChatGPT5" in load_run(imported_dir)["judges"] else None  # the reference's headline judge
+
+def reanalyse_dir(imported_dir, out_dir, files=None, model_names=None, headline_judge=None, n_boot: int = 1000,
+                  seed: int = 0) -> dict:
+    "Aggregate an imported folder into OUT/aggregate, then write the re-analysis tables and figures into OUT."
+    import matplotlib.pyplot as plt
+    from safety_study import figures as F
+    imp, out = Path(imported_dir), Path(out_dir)
+    if not (imp / "import.json").exists():
+        raise StudyError(f"{imp} was not written by `safety-study import` (no import.json): import the files first")
+    meta = json.loads((imp / "import.json").read_text())
+    res = aggregate_dir(imp, out_dir=out / "aggregate", headline_judge=_default_headline(imp, headline_judge),
+                        figures_dir=out / "figures", n_boot=n_boot, seed=seed)
+    t, humans = res["tables"], res["data"]["human_judges"]
+    rt = dict(rates=read_table(imp / "rates.csv"), effect_counts=count_effect(t["rates"], order=res["data"]["order"]),
+              reference_check=reference_check(files or list(meta["files"]), t["summary"], model_names),
+              judges_vs_humans_counts=count_vs_humans(t["rates"]))
+    if "abliteration_effect" in t: rt["effect_paired"] = t["abliteration_effect"]
+    if "agreement" in t and humans: rt["agreement_humans"] = human_agreement(t["agreement"], humans)
+    write_tables(rt, out)
+    figs = dict(res["figures"])
+    if len(rt["judges_vs_humans_counts"]):
+        fig = count_agreement_heatmap(rt["judges_vs_humans_counts"])
+        figs["judges_vs_humans_counts"] = F.save_figure(fig, "judges_vs_humans_counts", out / "figures"); plt.close(fig)
+    write_json(manifest(stage="reanalyse", imported_dir=str(imp), files=list(meta["files"]), headline_judge=res["data"]["headline_judge"],
+                        n_boot=n_boot, seed=seed, tables=sorted(rt), figures=sorted(figs)), out / "manifest.json")
+    return dict(res, reanalysis=rt, figures=figs, import_meta=meta, out_dir=out)
+
+# %% ../nbs/33_aggregate.ipynb #91473712
+def run_reanalyse(files, out_dir, *, model_names=None, headline_judge=None, study: str = "reference",
+                  kernel_name: str = "python3", progress: bool = True, n_boot: int = 1000, seed: int = 0) -> Path:
+    "Import `files` into OUT/imported, execute the re-analysis notebook on them with papermill, render it to HTML."
+    out = Path(out_dir)
+    paths = [str(p.resolve()) for p in I._expand(files)]
+    I.import_files(paths, out / "imported", model_names=model_names, study=study)
+    load_run(out / "imported", headline_judge=headline_judge)  # a wrong judge name fails here, before the notebook
+    names = str(Path(model_names).resolve()) if isinstance(model_names, (str, Path)) else model_names
+    params = dict(files=paths, imported_dir=str((out / "imported").resolve()), out_dir=str(out.resolve()),
+                  model_names=names, headline_judge=headline_judge, n_boot=n_boot, seed=seed)
+    run_study_notebook("reanalyse", out, params, kernel_name, progress)
+    return out
+
+# %% ../nbs/33_aggregate.ipynb #786ed85f
+def _reanalyse_lines(out: Path) -> list:
+    "What `safety-study reanalyse` prints: pairs, the published rows that came back, the human-human κ, the report."
+    chk = read_table(out / "reference_check.csv")
+    lines = [I.pairs_line(out / "imported"), f"{int(chk['identical'].sum())} of {len(chk)} published summary rows come back identical"
+             if len(chk) else "no summary file given: nothing published to compare"]
+    if (out / "agreement_humans.csv").exists():
+        a = read_table(out / "agreement_humans.csv")
+        for r in a[(a["pair"] == "annotator vs annotator") & (a["label"] == M.ALL) & (a["variant"] == M.ALL)].itertuples():
+            lines.append(f"item-level kappa {r.judge_a} vs {r.judge_b}: {r.kappa:.3f} [{r.kappa_ci_low:.3f}, {r.kappa_ci_high:.3f}] "
+                         f"over {r.n_items} items (raw agreement {r.agreement:.3f}, AC1 {r.ac1:.3f})")
+    return lines + [f"report: {out / 'reanalyse.html'}"]
+
+# %% ../nbs/33_aggregate.ipynb #95068bbd
+def _add_reanalyse_cli(subparsers):
+    p = subparsers.add_parser("reanalyse", help="re-analyse the reference's published files: import, aggregate, report",
+                              description="Import the reference's summary files and its user-study annotator files "
+                              "(annotators become human_1, human_2, ... in the order given; wide files with per-item "
+                              "judge verdicts may be added), aggregate them, and render nbs/study/reanalyse.ipynb to HTML.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="SUMMARY... [ANNOTATOR_CSV...] [WIDE...]: CSV/parquet files or folders")
+    p.add_argument("--out", required=True, help="output folder (imported/, aggregate/, figures/, rates.csv, reanalyse.html)")
+    I.add_import_arguments(p)
+    p.add_argument("--headline-judge", default=None, help="judge of the before/after lines and bars (default ChatGPT5 where present)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (of prompts) for the intervals")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel to execute the notebook with")
+    def run(args):
+        out = run_reanalyse(args.files, args.out, model_names=args.model_names, headline_judge=args.headline_judge,
+                            study=args.study, kernel_name=args.kernel, n_boot=args.n_boot, seed=args.seed)
+        print("\n".join(_reanalyse_lines(Path(out))))
+        return 0
+    p.set_defaults(func=run)
+
+# %% ../nbs/33_aggregate.ipynb #a34429b7
 def add_cli(subparsers):
-    "Add the `aggregate` sub-command."
+    "Add the `aggregate` and `reanalyse` sub-commands."
     p = subparsers.add_parser("aggregate", help="metrics, figures and report of a run or imported directory",
                               description="Run the aggregate notebook (papermill) on DIR and render it to HTML. "
                               "Outputs go to DIR/aggregate unless --out is given.")
@@ -326,3 +523,4 @@ def add_cli(subparsers):
         print(f"aggregate written to {out} (report.md, aggregate.html)")
         return 0
     p.set_defaults(func=run)
+    _add_reanalyse_cli(subparsers)

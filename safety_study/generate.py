@@ -6,6 +6,7 @@
 from __future__ import annotations
 import re
 
+import numpy as np
 import pandas as pd
 
 from .core import StudyError, require_columns
@@ -13,7 +14,7 @@ from .models import chat_token_rows, model_device, pad_left
 
 # %% auto #0
 __all__ = ['CHATML_TEMPLATE', 'strip_think', 'tiny_chat_model', 'resolve_stop_ids', 'generate_ids', 'generate_responses',
-           'save_responses']
+           'save_responses', 'repeated_ngram_rate', 'answer_logprobs', 'perplexity']
 
 # %% ../nbs/20_generate.ipynb #7cb27e30
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
@@ -145,3 +146,38 @@ def save_responses(responses: pd.DataFrame, path, **settings):
     write_json(manifest(stage="generate", rows=len(responses), **settings),
                Path(str(path) + ".manifest.json"))
     return path
+
+# %% ../nbs/20_generate.ipynb #a79da103
+def repeated_ngram_rate(text, n: int = 4) -> float:
+    "Share of the word n-grams of `text` that repeat an earlier n-gram of the same text (0 for short texts)."
+    words = str(text or "").split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    if not grams: return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+# %% ../nbs/20_generate.ipynb #af1d2541
+def answer_logprobs(model, tokenizer, prompts, responses, *, system_prompt=None, batch_size: int = 8,
+                    chat_template_kwargs=None) -> pd.DataFrame:
+    "Per answer: summed log-probability of its tokens after its chat-formatted prompt, and its token count."
+    import torch
+    ctx = chat_token_rows(tokenizer, list(prompts), system_prompt, template_kwargs=chat_template_kwargs)
+    ans = [tokenizer.encode(str(r), add_special_tokens=False) for r in responses]
+    rows, dev, pad = [c + a for c, a in zip(ctx, ans)], model_device(model), tokenizer.pad_token_id or 0
+    out = np.zeros(len(rows)); order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            b = pad_left([rows[i] for i in idx], pad, dev)
+            logp = torch.log_softmax(model(**b, use_cache=False).logits.float(), -1)
+            L = b["input_ids"].shape[1]
+            for j, i in enumerate(idx):
+                k = len(ans[i])
+                if k: out[i] = float(logp[j, L - k - 1:L - 1].gather(-1, b["input_ids"][j, L - k:, None]).sum())
+    return pd.DataFrame(dict(logprob=out, n_tokens=[len(a) for a in ans]))
+
+def perplexity(model, tokenizer, prompts, responses, **kw) -> float:
+    "Token-weighted perplexity of `model` on the answers `responses` to `prompts`."
+    lp = answer_logprobs(model, tokenizer, prompts, responses, **kw)
+    n = int(lp.n_tokens.sum())
+    if n == 0: raise StudyError("the answers are all empty; perplexity needs at least one answer token")
+    return float(np.exp(-lp.logprob.sum() / n))

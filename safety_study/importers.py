@@ -4,21 +4,24 @@
 
 # %% ../nbs/32_importers.ipynb #fff92906
 from __future__ import annotations
-import json
+import json, re, warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .core import (HARMFUL, HARMLESS, JUDGEMENT_COLUMNS, NON_REFUSAL, REFUSAL, SUMMARY_COLUMNS,
-                               StudyError, file_sha256, manifest, read_table, require_columns, stable_hash,
-                               write_json, write_table)
-from .metrics import check_judgements, model_name, split_model, summary_table
+from .core import (ABLITERATED, HARMFUL, HARMLESS, JUDGEMENT_COLUMNS, NON_REFUSAL, ORIGINAL, REFUSAL,
+                               SUMMARY_COLUMNS, VARIANTS, StudyError, file_sha256, manifest, read_table,
+                               require_columns, stable_hash, write_json, write_table)
+from .metrics import check_judgements, model_name, rates_from_summary, summary_table
 
 # %% auto #0
-__all__ = ['WIDE_PREFIX', 'USER_STUDY_COLUMNS', 'detect_format', 'parse_bool', 'normalise_labels', 'item_ids', 'read_summary',
-           'read_wide', 'read_user_study', 'read_annotator_files', 'load_model_names', 'rename_models',
-           'merge_summaries', 'import_files', 'add_cli']
+__all__ = ['WIDE_PREFIX', 'USER_STUDY_COLUMNS', 'REFERENCE_CHECKPOINTS', 'REFERENCE_JUDGES', 'NAME_COLUMNS', 'RATE_COLUMNS',
+           'detect_format', 'parse_bool', 'normalise_labels', 'item_ids', 'reference_names', 'load_model_names',
+           'name_table', 'resolve_model', 'resolve_judge', 'checkpoint_order', 'UnpairedVariantWarning', 'model_table',
+           'check_pairs', 'read_summary', 'read_wide', 'read_user_study', 'read_annotator_files', 'canonical_summary',
+           'combine_summaries', 'rename_models', 'merge_summaries', 'align_items', 'tidy_rates', 'read_files',
+           'import_files', 'add_import_arguments', 'pairs_line', 'add_cli']
 
 # %% ../nbs/32_importers.ipynb #903a5230
 WIDE_PREFIX = "is_refusal_"
@@ -39,23 +42,23 @@ def detect_format(df: pd.DataFrame, name: str = "file") -> str:
 _TRUE = {"true", "1", "yes", "y", "t", "1.0", "refusal"}
 _FALSE = {"false", "0", "no", "n", "f", "0.0", "non_refusal", "non-refusal"}
 
+def _bool_cell(v):
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return np.nan
+    if isinstance(v, (bool, np.bool_)): return float(v)
+    s = str(v).strip().lower()
+    if s == "": return np.nan
+    return 1.0 if s in _TRUE else 0.0 if s in _FALSE else "bad"
+
 def parse_bool(values: pd.Series, name: str) -> pd.Series:
     "Booleans from bools, 0/1 or true/false strings; missing cells stay NaN; anything else raises `StudyError`."
-    def one(v):
-        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return np.nan
-        if isinstance(v, (bool, np.bool_)): return float(v)
-        s = str(v).strip().lower()
-        if s == "": return np.nan
-        if s in _TRUE: return 1.0
-        if s in _FALSE: return 0.0
-        return "bad"
-    out = values.map(one)
+    out = values.map(_bool_cell)
     bad = values[out.astype(str) == "bad"]
     if len(bad):
         raise StudyError(f"{name}: values {sorted(set(map(str, bad)))[:5]} are not booleans; "
                          f"use True/False (or 1/0) and leave a cell empty when the judge did not read the item")
     return out.astype(float)
 
+# %% ../nbs/32_importers.ipynb #b2d09a2a
 def normalise_labels(labels: pd.Series, name: str) -> pd.Series:
     "Map label cells to 'harmful' / 'harmless' (case-insensitive); anything else raises `StudyError`."
     s = labels.astype(str).str.strip().str.lower()
@@ -63,12 +66,148 @@ def normalise_labels(labels: pd.Series, name: str) -> pd.Series:
         raise StudyError(f"{name}: label values {bad[:5]} are neither {HARMFUL!r} nor {HARMLESS!r}; fix the label column")
     return s
 
+# %% ../nbs/32_importers.ipynb #040b7de1
 def item_ids(df: pd.DataFrame) -> pd.Series:
     "Item ids: the `qid` / `prompt_id` column where present, else a stable hash of the question."
     for col in ("qid", "prompt_id"):
         if col in df.columns and df[col].notna().all(): return df[col].astype(str)
     return "q" + df["question"].astype(str).map(lambda q: stable_hash(q.strip(), 10))
 
+# %% ../nbs/32_importers.ipynb #99bb739a
+REFERENCE_CHECKPOINTS = {  # display name → hub id, in the reference's ladder order
+    "SmolLM2": "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+    "Raw Data": "locuslab/mix_ift_v4-smollm2-1.7b-all_raw_folders_baseline-600B",
+    "Score 0": "locuslab/mix_ift_v4-smollm2-1.7b-score0_only-600B",
+    "Score 0 + Rephrase": "locuslab/mix_ift_v4-smollm2-1.7b-score0_mix_rephrased_from_beginning-600B",
+    "Score 0 + Rephrase + Metatags": "locuslab/mix_ift_v4-smollm2-1.7b-score0_mix_rephrased_from_beginning_metadata-600B",
+    "Score 0 + Rephrase + Refusals": "locuslab/mix_ift_v4-smollm2-1.7b-base-score0_mix_rephrase123_with_mild_refusal45-600B",
+    "Safety Oracle": "locuslab/mix_ift_v9-smollm2-1.7b-score0_rephrase123_mild_ref45_metadata_5p-600B-metamix3p-1k-0",
+    "GLM-4": "zai-org/glm-4-9b-chat-hf", "Llama-3.3": "meta-llama/Llama-3.3-70B-Instruct", "Qwen3": "Qwen/Qwen3-14B"}
+REFERENCE_JUDGES = {"openai": "ChatGPT5", "llm-unsloth/gpt-oss-20b-BF16": "GPT-oss"}  # judge-only spellings
+NAME_COLUMNS = ["model", "name", "variant"]
+
+def reference_names() -> pd.DataFrame:
+    "The reference's own naming as a names table: each hub id → its display name, plus its judge-only names."
+    rows = [(hub, name) for name, hub in REFERENCE_CHECKPOINTS.items()] + list(REFERENCE_JUDGES.items())
+    return pd.DataFrame(rows, columns=["model", "name"]).assign(variant="")
+
+# %% ../nbs/32_importers.ipynb #0b8f939e
+def _name_rows(obj, where: str) -> pd.DataFrame:
+    if isinstance(obj, dict):
+        obj = [dict(model=k, **(v if isinstance(v, dict) else {"name": v})) for k, v in obj.items()]
+    if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+        raise StudyError(f"{where}: expected a mapping `model: name` or a list of {{model, name, variant}} records")
+    return pd.DataFrame(obj)
+
+def _read_names(p: Path) -> pd.DataFrame:
+    if not p.exists(): raise StudyError(f"model-name mapping {p} does not exist: check the path")
+    if p.suffix in (".csv", ".parquet"): return read_table(p)
+    if p.suffix not in (".json", ".yaml", ".yml"):
+        raise StudyError(f"model-name mapping {p}: use a .csv, .yaml/.yml or .json file")
+    import yaml
+    try: obj = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
+    except (ValueError, yaml.YAMLError) as e: raise StudyError(f"model-name mapping {p} does not parse ({e}); fix the file") from None
+    return _name_rows(obj, str(p))
+
+# %% ../nbs/32_importers.ipynb #854cc374
+def load_model_names(model_names) -> pd.DataFrame:
+    "A names table (`model, name, variant`) from a dict, or a CSV / YAML / JSON file; `variant` may be empty."
+    if model_names is None or (isinstance(model_names, dict) and not model_names):
+        return pd.DataFrame(columns=NAME_COLUMNS)
+    where = "model-name mapping" if isinstance(model_names, dict) else f"model-name mapping {model_names}"
+    t = _name_rows(model_names, where) if isinstance(model_names, dict) else _read_names(Path(model_names))
+    require_columns(t, ["model", "name"], where)
+    t = t.assign(variant=t["variant"] if "variant" in t else "")[NAME_COLUMNS].astype(object)
+    t = t.where(t.notna(), "").astype(str)
+    t = t.apply(lambda c: c.map(lambda s: " ".join(s.split())))
+    if bad := sorted(set(t["variant"]) - {"", *VARIANTS}):
+        raise StudyError(f"{where}: variant values {bad} are not {list(VARIANTS)}; leave the cell empty to use the spelling rules")
+    if (t["model"] == "").any() or (t["name"] == "").any():
+        raise StudyError(f"{where}: every row needs a model (the name as spelled in the files) and a name")
+    t = t.drop_duplicates().reset_index(drop=True)
+    if clash := sorted(t.loc[t.duplicated("model"), "model"]):
+        raise StudyError(f"{where}: {clash} given different names; keep one row per model name")
+    return t
+
+# %% ../nbs/32_importers.ipynb #08ff33ae
+def _spellings(model: str) -> list:
+    "A hub id as the reference's judge columns also spell it: `org_model` and `llm-org/model`."
+    return [model] + ([model.replace("/", "_"), f"llm-{model}"] if "/" in model else [])
+
+def name_table(model_names=None, reference: bool = True) -> dict:
+    "Spelling → (display name, variant or '') from the reference's names and the user's table (the user's rows win)."
+    rows = pd.concat([reference_names() if reference else None, load_model_names(model_names)])
+    table = {}
+    for r in rows.itertuples():
+        for s in _spellings(r.model):
+            table[s] = (r.name, r.variant)
+    return table
+
+def _names(names) -> dict:
+    "Accept a ready names table (from `name_table`) or anything `name_table` reads."
+    if isinstance(names, dict) and all(isinstance(v, tuple) for v in names.values()) and names: return names
+    return name_table(names)
+
+# %% ../nbs/32_importers.ipynb #823e2824
+_ABLITERATED_RULES = [("X/abliterated", r"(?P<base>.+)/abliterated"),
+                      ("X-ALB", r"(?P<base>.+?)\s*-\s*ALB"),
+                      ("models/X-abliterated", r"models/(?P<base>.+?)[-_ ]abliterated"),
+                      ("X-abliterated", r"(?P<base>.+?)[-_ ]abliterated")]
+
+def resolve_model(model, names=None) -> tuple[str, str, str]:
+    "(checkpoint, variant, rule) of a model name: an explicit row of the names table, else the spelling rules."
+    names = _names(names)
+    s = " ".join(str(model).split())
+    if names.get(s, ("", ""))[1]: return *names[s], "names table"
+    base, variant, rule = s, ORIGINAL, "original"
+    if s.endswith("/original"): base, rule = s[: -len("/original")], "X/original"
+    else:
+        for how, pattern in _ABLITERATED_RULES:
+            if m := re.fullmatch(pattern, s, flags=re.IGNORECASE):
+                base, variant, rule = m["base"].strip(), ABLITERATED, how; break
+    return names.get(base, (base,))[0], variant, rule
+
+# %% ../nbs/32_importers.ipynb #b66cf21e
+def resolve_judge(judge, names=None) -> str:
+    "The display name of a judge (the names table maps hub-id spellings such as `org_model`); others unchanged."
+    s = " ".join(str(judge).split())
+    return _names(names).get(s, (s,))[0]
+
+# %% ../nbs/32_importers.ipynb #e164b686
+def checkpoint_order(checkpoints) -> list:
+    "The reference's ladder order for its checkpoints, then any others in first-seen order."
+    seen = list(dict.fromkeys(map(str, checkpoints)))
+    return [c for c in REFERENCE_CHECKPOINTS if c in seen] + [c for c in seen if c not in REFERENCE_CHECKPOINTS]
+
+# %% ../nbs/32_importers.ipynb #054e6706
+class UnpairedVariantWarning(UserWarning):
+    "An abliterated model whose original is in none of the imported files."
+
+def model_table(models, names=None) -> pd.DataFrame:
+    "One row per distinct model name: its checkpoint, variant, the rule that decided, and whether both variants exist."
+    names = _names(names)
+    rows = [(m, *resolve_model(m, names)) for m in dict.fromkeys(map(str, models))]
+    t = pd.DataFrame(rows, columns=["source", "checkpoint", "variant", "rule"])
+    have = t.groupby("checkpoint")["variant"].agg(set)
+    t["paired"] = t["checkpoint"].map(lambda c: set(VARIANTS) <= have[c]).astype(bool)
+    return t
+
+# %% ../nbs/32_importers.ipynb #a210a9fb
+def check_pairs(table: pd.DataFrame, warn: bool = True) -> dict:
+    "Checkpoints with both variants, and the abliterated names with no original (a warning lists them)."
+    pairs = checkpoint_order(table.loc[table["paired"], "checkpoint"])
+    orphans = table[(table["variant"] == ABLITERATED) & ~table["paired"]]
+    lonely = checkpoint_order(table.loc[(table["variant"] == ORIGINAL) & ~table["paired"], "checkpoint"])
+    if warn and len(orphans):
+        warnings.warn(f"{len(orphans)} model name(s) look abliterated but their original is in none of the imported "
+                      f"files: {', '.join(map(repr, orphans['source']))} (read as checkpoint(s) "
+                      f"{sorted(set(orphans['checkpoint']))}). They are kept, with no pair. Import the original's file "
+                      f"too, or add a --model-names row (model,name,variant) that names their original or marks them "
+                      f"variant=original", UnpairedVariantWarning, stacklevel=2)
+    return dict(pairs=pairs, n_abliterated=int(table.loc[table["variant"] == ABLITERATED, "checkpoint"].nunique()),
+                unpaired_abliterated=orphans["source"].tolist(), originals_without_abliterated=lonely)
+
+# %% ../nbs/32_importers.ipynb #cebb2a52
 def _verdict_rows(base: pd.DataFrame, refused: pd.Series, judge: str, raw) -> pd.DataFrame:
     keep = refused.notna()
     out = base[keep].copy()
@@ -78,8 +217,9 @@ def _verdict_rows(base: pd.DataFrame, refused: pd.Series, judge: str, raw) -> pd
     out["raw"] = raw[keep] if isinstance(raw, pd.Series) else raw
     return out[JUDGEMENT_COLUMNS]
 
-def _base(df: pd.DataFrame, name: str, study: str) -> pd.DataFrame:
-    parts = df["model"].map(split_model)
+def _base(df: pd.DataFrame, name: str, study: str, names) -> pd.DataFrame:
+    names = _names(names)
+    parts = df["model"].map(lambda m: resolve_model(m, names))
     base = pd.DataFrame({"study": study, "checkpoint": parts.str[0], "variant": parts.str[1],
                          "prompt_id": item_ids(df), "split": "eval", "label": normalise_labels(df["label"], name),
                          "prompt": df["question"].astype(str) if "question" in df else "",
@@ -92,7 +232,7 @@ def _base(df: pd.DataFrame, name: str, study: str) -> pd.DataFrame:
                          f"keep one row per (model, question) — remove the repeats")
     return base
 
-# %% ../nbs/32_importers.ipynb #cebb2a52
+# %% ../nbs/32_importers.ipynb #03a0e1d7
 def read_summary(df: pd.DataFrame, name: str = "summary") -> pd.DataFrame:
     "Validate a summary-format table: integer counts, `refused + not_refused <= total`, one row per key."
     require_columns(df, SUMMARY_COLUMNS, name)
@@ -111,64 +251,78 @@ def read_summary(df: pd.DataFrame, name: str = "summary") -> pd.DataFrame:
                          f"keep one row per key")
     return s.astype({"model": str, "refusal_judge": str}).reset_index(drop=True)
 
-def read_wide(df: pd.DataFrame, name: str = "wide", study: str = "reference", judges=None) -> pd.DataFrame:
-    "Verdict rows from the wide format (one `is_refusal_<judge>` column per judge)."
+# %% ../nbs/32_importers.ipynb #683cd76b
+def read_wide(df: pd.DataFrame, name: str = "wide", study: str = "reference", judges=None, names=None) -> pd.DataFrame:
+    "Verdict rows from the wide format (one `is_refusal_<judge>` column per judge); judge names go through the names table."
     require_columns(df, ["model", "label", "question"], name)
     available = [c[len(WIDE_PREFIX):] for c in df.columns if c.startswith(WIDE_PREFIX)]
     judges = available if judges is None else list(judges)
     if missing := [x for x in judges if x not in available]:
         raise StudyError(f"{name}: no column {[WIDE_PREFIX + x for x in missing]}; judge columns present: "
                          f"{[WIDE_PREFIX + x for x in available]}")
-    base = _base(df, name, study)
-    return pd.concat([_verdict_rows(base, parse_bool(df[WIDE_PREFIX + x], f"{name}:{WIDE_PREFIX}{x}"), x,
-                                    f"{name}:{WIDE_PREFIX}{x}") for x in judges], ignore_index=True)
+    names = _names(names)
+    base = _base(df, name, study, names)
+    return pd.concat([_verdict_rows(base, parse_bool(df[WIDE_PREFIX + x], f"{name}:{WIDE_PREFIX}{x}"),
+                                    resolve_judge(x, names), f"{name}:{WIDE_PREFIX}{x}") for x in judges], ignore_index=True)
 
-def read_user_study(df: pd.DataFrame, judge: str, name: str = "user study", study: str = "reference") -> pd.DataFrame:
+# %% ../nbs/32_importers.ipynb #7f9fad2f
+def read_user_study(df: pd.DataFrame, judge: str, name: str = "user study", study: str = "reference",
+                    names=None) -> pd.DataFrame:
     "One annotator's verdicts (column `is_refusal`) from a user-study file, under the judge name `judge`."
     require_columns(df, ["qid", "model", "label", "is_refusal"], name)
     if df.empty: raise StudyError(f"{name}: the annotator file has no rows")
     df = df.copy()
     if "question" not in df: df["question"] = ""
-    base = _base(df, name, study)
+    base = _base(df, name, study, _names(names))
     who = df["judge"].astype(str) if "judge" in df else pd.Series("", index=df.index)
     how = df["classification"].astype(str) if "classification" in df else pd.Series("", index=df.index)
     raw = "annotator=" + who + "; classification=" + how
     return _verdict_rows(base, parse_bool(df["is_refusal"], f"{name}:is_refusal"), judge, raw)
 
-def read_annotator_files(paths, study: str = "reference", start: int = 1) -> tuple[pd.DataFrame, dict]:
+# %% ../nbs/32_importers.ipynb #5f236612
+def read_annotator_files(paths, study: str = "reference", start: int = 1, names=None) -> tuple[pd.DataFrame, dict]:
     "Read user-study files as judges `human_<start>`, `human_<start+1>`, … in the given order; also return name → file."
-    frames, names = [], {}
+    frames, files, names = [], {}, _names(names)
     for i, p in enumerate(paths, start):
         judge = f"human_{i}"
         df = read_table(p)
         if detect_format(df, str(p)) != "user_study":
             raise StudyError(f"{p}: not a user-study annotator file (columns {list(df.columns)})")
-        frames.append(read_user_study(df, judge, name=str(p), study=study))
-        names[judge] = str(p)
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=JUDGEMENT_COLUMNS)), names
+        frames.append(read_user_study(df, judge, name=str(p), study=study, names=names))
+        files[judge] = str(p)
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=JUDGEMENT_COLUMNS)), files
 
-# %% ../nbs/32_importers.ipynb #d8ff6a4f
-def load_model_names(model_names) -> dict:
-    "A dict of long model id → display name from a dict, a JSON file, or a CSV with columns model,name."
-    if model_names is None: return {}
-    if isinstance(model_names, dict): return {str(k): str(v) for k, v in model_names.items()}
-    p = Path(model_names)
-    if not p.exists(): raise StudyError(f"model-name mapping {p} does not exist")
-    if p.suffix == ".json": return {str(k): str(v) for k, v in json.loads(p.read_text()).items()}
-    m = read_table(p)
-    require_columns(m, ["model", "name"], f"model-name mapping {p}")
-    return dict(zip(m["model"].astype(str), m["name"].astype(str)))
+# %% ../nbs/32_importers.ipynb #0ee895f8
+def canonical_summary(summary: pd.DataFrame, names=None) -> pd.DataFrame:
+    "A summary table with `model` as `checkpoint[/abliterated]` and judge names resolved through the names table."
+    names, s = _names(names), summary.copy()
+    s["model"] = [model_name(*resolve_model(m, names)[:2]) for m in s["model"]]
+    s["refusal_judge"] = [resolve_judge(x, names) for x in s["refusal_judge"]]
+    return s
 
+# %% ../nbs/32_importers.ipynb #6419bd52
+def combine_summaries(frames: dict) -> pd.DataFrame:
+    "Union of canonical summaries (file → table): agreeing repeats kept once, disagreeing ones a `StudyError`."
+    if not frames: return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    key = ["model", "label", "refusal_judge"]
+    s = pd.concat([f.assign(_file=p) for p, f in frames.items()], ignore_index=True)
+    u = s.drop_duplicates(SUMMARY_COLUMNS)
+    if len(bad := u[u.duplicated(key, keep=False)]):
+        ex = bad.sort_values(key).head(2)[["_file"] + SUMMARY_COLUMNS].to_dict("records")
+        raise StudyError(f"summary files give different counts for {bad.drop_duplicates(key).shape[0]} (model, label, judge) "
+                         f"key(s), e.g. {ex}: they count different prompt sets (or two spellings of one system); "
+                         f"import such files into separate folders, or fix the --model-names table")
+    return u[SUMMARY_COLUMNS].reset_index(drop=True)
+
+# %% ../nbs/32_importers.ipynb #c774fe62
 def rename_models(df: pd.DataFrame, names: dict, column: str) -> pd.DataFrame:
-    "Apply a display-name mapping to the checkpoint part of `column` (a `/variant` suffix is kept)."
-    if not names: return df
-    df = df.copy()
-    def one(m):
-        ck, var = split_model(m)
-        return model_name(names.get(ck, ck), var)
-    df[column] = df[column].astype(str).map(one if column == "model" else lambda c: names.get(c, c))
+    "Apply a names table to `column`: a `model` column is resolved to `checkpoint[/variant]`, any other column by name."
+    names, df = _names(names), df.copy()
+    one = (lambda m: model_name(*resolve_model(m, names)[:2])) if column == "model" else (lambda c: names.get(c, (c,))[0])
+    df[column] = df[column].astype(str).map(one)
     return df
 
+# %% ../nbs/32_importers.ipynb #e0c7bb9e
 def merge_summaries(imported: pd.DataFrame, computed: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     "Union of summary rows: imported counts win; return the merged table and the conflicting keys."
     key = ["model", "label", "refusal_judge"]
@@ -178,6 +332,28 @@ def merge_summaries(imported: pd.DataFrame, computed: pd.DataFrame) -> tuple[pd.
     conflicts = both[(both["refused"] != both["refused_imp"]) | (both["not_refused"] != both["not_refused_imp"])][key]
     new = m[m["_merge"] == "left_only"][SUMMARY_COLUMNS]
     return pd.concat([imported[SUMMARY_COLUMNS], new], ignore_index=True), conflicts.to_dict("records")
+
+# %% ../nbs/32_importers.ipynb #1874c6ae
+def align_items(by_text: pd.DataFrame, annotated: pd.DataFrame) -> pd.DataFrame:
+    "Give verdicts keyed by question text the `qid` a user-study file gives the same question (where unambiguous)."
+    if by_text.empty or annotated.empty: return by_text
+    q = annotated.assign(text=annotated["prompt"].astype(str).str.strip())[["text", "prompt_id"]].drop_duplicates()
+    q = q[(q["text"] != "") & ~q["text"].duplicated(keep=False)]
+    ids = by_text["prompt"].astype(str).str.strip().map(dict(zip(q["text"], q["prompt_id"])))
+    return by_text.assign(prompt_id=ids.fillna(by_text["prompt_id"]))
+
+# %% ../nbs/32_importers.ipynb #f9bb214d
+RATE_COLUMNS = ["checkpoint", "variant", "label", "judge", "refused", "total", "n_parse_error", "rate",
+                "ci_low", "ci_high", "source"]
+
+def tidy_rates(summary: pd.DataFrame, from_items: pd.DataFrame | None = None) -> pd.DataFrame:
+    "One row per (checkpoint, variant, label, judge): refused of total (readable verdicts), Wilson CI, and the source."
+    r = rates_from_summary(summary).rename(columns={"n": "total"})
+    key = ["model", "label", "refusal_judge"]
+    counted = set(map(tuple, from_items[key].to_numpy())) if from_items is not None and len(from_items) else set()
+    keys = zip(summary["model"], summary["label"], summary["refusal_judge"])
+    r["source"] = ["items" if k in counted else "summary" for k in keys]
+    return r[RATE_COLUMNS]
 
 # %% ../nbs/32_importers.ipynb #404360cd
 def _expand(paths) -> list[Path]:
@@ -190,53 +366,78 @@ def _expand(paths) -> list[Path]:
     if not out: raise StudyError(f"no CSV or parquet files found in {paths}")
     return out
 
-def import_files(paths, out_dir, model_names=None, study: str = "reference") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read reference-format files and write `judgements.parquet`, `summary.csv` and `import.json` to `out_dir`.
-
-    Returns (judgements, summary). User-study files become judges human_1, human_2, … in the order given."""
-    files = _expand(paths)
-    names = load_model_names(model_names)
-    summaries, frames, formats, humans, n = [], [], {}, {}, 0
+# %% ../nbs/32_importers.ipynb #b37ecc0d
+def read_files(paths, names=None, study: str = "reference") -> dict:
+    "Read reference-format files: item-level verdicts, canonical summaries, and what each file was."
+    names, files = _names(names), _expand(paths)
+    summaries, annotated, by_text, keyed, formats, humans, models = {}, [], [], [], {}, {}, []
     for p in files:
         df = read_table(p)
         fmt = formats[str(p)] = detect_format(df, str(p))
-        if fmt == "summary": summaries.append(read_summary(df, str(p)))
-        elif fmt == "wide": frames.append(read_wide(df, str(p), study=study))
+        models += list(df["model"].astype(str))
+        if fmt == "summary": summaries[str(p)] = canonical_summary(read_summary(df, str(p)), names)
+        elif fmt == "wide":
+            (keyed if {"qid", "prompt_id"} & set(df.columns) else by_text).append(read_wide(df, str(p), study=study, names=names))
         else:
-            n += 1
-            frames.append(read_user_study(df, f"human_{n}", str(p), study=study))
-            humans[f"human_{n}"] = dict(file=str(p), annotators=sorted(set(df["judge"].astype(str))) if "judge" in df else [])
-    judgements = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=JUDGEMENT_COLUMNS))
-    judgements = rename_models(judgements, names, "checkpoint")
+            h = f"human_{len(humans) + 1}"
+            annotated.append(read_user_study(df, h, str(p), study=study, names=names))
+            humans[h] = dict(file=str(p), annotators=sorted(set(df["judge"].astype(str))) if "judge" in df else [])
+    def cat(fs):
+        fs = [f for f in fs if len(f)]
+        return pd.concat(fs, ignore_index=True) if fs else pd.DataFrame(columns=JUDGEMENT_COLUMNS)
+    judgements = cat([align_items(cat(by_text), cat(annotated)), cat(keyed), cat(annotated)])
+    return dict(files=files, formats=formats, humans=humans, models=models,
+                judgements=judgements[JUDGEMENT_COLUMNS], summaries=summaries)
+
+# %% ../nbs/32_importers.ipynb #2fc14f47
+def import_files(paths, out_dir, model_names=None, study: str = "reference") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read reference-format files and write `judgements.parquet`, `summary.csv`, `rates.csv`, `models.csv` and
+    `import.json` to `out_dir`. Returns (judgements, summary). User-study files become judges human_1, human_2, …"""
+    names = name_table(model_names)
+    r = read_files(paths, names, study)
+    judgements, models = r["judgements"], model_table(r["models"], names)
+    pairing = check_pairs(models)
     if len(judgements): check_judgements(judgements, "imported verdicts")
-    imported = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    imported = rename_models(imported, names, "model")
-    if len(imported): imported = read_summary(imported, "imported summaries (all files)")
     computed = summary_table(judgements) if len(judgements) else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    summary, conflicts = merge_summaries(imported, computed)
+    summary, conflicts = merge_summaries(combine_summaries(r["summaries"]), computed)
     out = Path(out_dir)
     write_table(judgements, out / "judgements.parquet")
     write_table(summary, out / "summary.csv")
-    write_json(manifest(stage="import", study=study, files={str(p): dict(format=formats[str(p)], sha256=file_sha256(p))
-                                                            for p in files},
-                        human_judges=list(humans), annotators=humans, model_names=names,
-                        summary_conflicts=conflicts, n_judgements=len(judgements), n_summary_rows=len(summary)),
-               out / "import.json")
+    write_table(tidy_rates(summary, computed), out / "rates.csv")
+    write_table(models, out / "models.csv")
+    write_json(manifest(stage="import", study=study, files={str(p): dict(format=r["formats"][str(p)], sha256=file_sha256(p))
+                                                            for p in r["files"]},
+                        human_judges=list(r["humans"]), annotators=r["humans"], model_names=load_model_names(model_names).to_dict("records"),
+                        order=checkpoint_order(models["checkpoint"]), **pairing, summary_conflicts=conflicts,
+                        n_judgements=len(judgements), n_summary_rows=len(summary)), out / "import.json")
     return judgements, summary
 
-# %% ../nbs/32_importers.ipynb #93988145
+# %% ../nbs/32_importers.ipynb #1503f974
+def add_import_arguments(p):
+    "The arguments that `import` and `reanalyse` share."
+    p.add_argument("--model-names", default=None, help="CSV (model,name[,variant]), YAML or JSON table of model names; "
+                   "extends the reference's own (hub id -> display name)")
+    p.add_argument("--study", default="reference", help="study name to give the imported items")
+
+# %% ../nbs/32_importers.ipynb #a24804bf
+def pairs_line(out_dir) -> str:
+    "One line on the original/abliterated pairs an import found (from its `import.json`)."
+    meta = json.loads((Path(out_dir) / "import.json").read_text())
+    line = f"{len(meta['pairs'])} of {meta['n_abliterated']} abliterated systems paired with their original: {', '.join(meta['pairs'])}"
+    return line + (f"; unpaired: {meta['unpaired_abliterated']}" if meta["unpaired_abliterated"] else "")
+
+# %% ../nbs/32_importers.ipynb #8a8407df
 def add_cli(subparsers):
     "Add the `import` sub-command."
     p = subparsers.add_parser("import", help="read the reference's published CSVs into judgements and summary tables",
                               description="Read summary, wide (is_refusal_<judge>) and user-study annotator files. "
                               "Annotator files become judges human_1, human_2, ... in the order given.")
     p.add_argument("files", nargs="+", help="CSV/parquet files or folders of them")
-    p.add_argument("--out", required=True, help="output folder (judgements.parquet, summary.csv, import.json)")
-    p.add_argument("--model-names", default=None, help="CSV (model,name) or JSON mapping long model ids to display names")
-    p.add_argument("--study", default="reference", help="study name to give the imported items")
+    p.add_argument("--out", required=True, help="output folder (judgements.parquet, summary.csv, rates.csv, models.csv, import.json)")
+    add_import_arguments(p)
     def run(args):
         j, s = import_files(args.files, args.out, model_names=args.model_names, study=args.study)
         print(f"imported {len(j)} verdicts ({j['judge'].nunique() if len(j) else 0} judges) and "
-              f"{len(s)} summary rows into {args.out}")
+              f"{len(s)} summary rows into {args.out}\n{pairs_line(args.out)}")
         return 0
     p.set_defaults(func=run)

@@ -20,8 +20,9 @@ from .core import (ABLITERATED, HARMFUL, HARMLESS, ITEM_KEYS, LABELS, NON_REFUSA
 
 # %% auto #0
 __all__ = ['ALL', 'check_judgements', 'model_name', 'split_model', 'wilson_interval', 'refusal_rates', 'rates_from_summary',
-           'label_confusion', 'abliteration_effect', 'agreement_stats', 'pair_agreement', 'panel_agreement',
-           'check_humans', 'human_consensus', 'judges_vs_humans', 'item_coverage', 'summary_table']
+           'label_confusion', 'abliteration_effect', 'resample_prompts', 'percentile_ci', 'agreement_stats',
+           'pair_agreement', 'panel_agreement', 'check_humans', 'human_consensus', 'judges_vs_humans', 'item_coverage',
+           'summary_table']
 
 # %% ../nbs/30_metrics.ipynb #27ead4a3
 ALL = "all"  # the stratum value that pools every label / variant
@@ -147,6 +148,19 @@ def abliteration_effect(judgements: pd.DataFrame, n_boot: int = 2000, seed: int 
             "delta_ci_low", "delta_ci_high", "refusals_lost", "refusals_gained", "mcnemar_p", "reason"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
+# %% ../nbs/30_metrics.ipynb #7cce9503
+def resample_prompts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    "Bootstrap sums of per-prompt count rows (`counts`: prompts × cells), resampling prompts: n_boot × cells."
+    counts = np.asarray(counts, float)
+    k = len(counts)
+    return rng.multinomial(k, np.full(k, 1 / k), size=n_boot) @ counts
+
+def percentile_ci(x: np.ndarray, alpha: float, n_boot: int):
+    "Percentile interval of the finite replicates; NaN when fewer than half of them are finite."
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return tuple(np.percentile(x, [100 * alpha / 2, 100 * (1 - alpha / 2)])) if len(x) >= 0.5 * n_boot else (np.nan, np.nan)
+
 # %% ../nbs/30_metrics.ipynb #1660d578
 def agreement_stats(n11, n10, n01, n00):
     "Raw agreement, Cohen's κ and Gwet's AC1 from 2×2 counts (arrays allowed; κ NaN where undefined)."
@@ -207,13 +221,8 @@ def pair_agreement(judgements: pd.DataFrame, judges=None, strata=("label", "vari
             cells = pd.DataFrame({"p": s["prompt_id"].to_numpy(), "c11": va & vb, "c10": va & (1 - vb),
                                   "c01": (1 - va) & vb, "c00": (1 - va) & (1 - vb)}).groupby("p").sum()
             counts = cells.to_numpy(float)
-            weights = _rng(seed, a, b, *stratum.values()).multinomial(len(counts), np.full(len(counts), 1 / len(counts)), size=n_boot)
-            bpo, bk, bac1 = agreement_stats(*(weights @ counts).T)
-            q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-            def ci(x):
-                x = x[np.isfinite(x)]
-                return np.percentile(x, q) if len(x) >= 0.5 * n_boot else (np.nan, np.nan)
-            (klo, khi), (plo, phi), (alo, ahi) = ci(bk), ci(bpo), ci(bac1)
+            bpo, bk, bac1 = agreement_stats(*resample_prompts(counts, n_boot, _rng(seed, a, b, *stratum.values())).T)
+            (klo, khi), (plo, phi), (alo, ahi) = (percentile_ci(x, alpha, n_boot) for x in (bk, bpo, bac1))
             if not reason and np.isnan(klo): reason = "kappa interval undefined: most resamples held a single class"
             rows.append(row | dict(agreement=float(po), agreement_ci_low=plo, agreement_ci_high=phi,
                                    kappa=float(kappa), kappa_ci_low=klo, kappa_ci_high=khi,
@@ -272,8 +281,22 @@ def human_consensus(judgements: pd.DataFrame, human_judges) -> pd.DataFrame:
     g["consensus"] = np.where(g["mean"] > 0.5, 1.0, np.where(g["mean"] < 0.5, 0.0, np.nan))
     return g.rename(columns={"count": "n_humans"}).drop(columns="mean")
 
-def judges_vs_humans(judgements: pd.DataFrame, human_judges, alpha: float = 0.05) -> pd.DataFrame:
-    "Each non-human judge's sensitivity and specificity (Wilson CIs) against the human majority."
+def _vs_consensus(m: pd.DataFrame, n_boot: int, alpha: float, rng) -> dict:
+    "Sensitivity and specificity of `refused` against `consensus`, with intervals that resample prompts."
+    pos, neg = m["consensus"] == 1, m["consensus"] == 0
+    cells = pd.DataFrame({"p": m["prompt_id"].to_numpy(), "tp": pos & (m["refused"] == 1), "pos": pos,
+                          "tn": neg & (m["refused"] == 0), "neg": neg}).groupby("p").sum().to_numpy(float)
+    tp, n_pos, tn, n_neg = cells.sum(axis=0) if len(cells) else (0, 0, 0, 0)
+    b = resample_prompts(cells, n_boot, rng) if len(cells) else np.zeros((n_boot, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        (slo, shi), (plo, phi) = (percentile_ci(b[:, i] / b[:, i + 1], alpha, n_boot) for i in (0, 2))
+    return dict(n_prompts=len(cells), n_pos=int(n_pos), n_neg=int(n_neg),
+                sensitivity=tp / n_pos if n_pos else np.nan, sensitivity_ci_low=slo, sensitivity_ci_high=shi,
+                specificity=tn / n_neg if n_neg else np.nan, specificity_ci_low=plo, specificity_ci_high=phi)
+
+def judges_vs_humans(judgements: pd.DataFrame, human_judges, alpha: float = 0.05, n_boot: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    "Each non-human judge's sensitivity and specificity against the human majority; bootstrap CIs resample prompts."
     humans = check_humans(judgements, human_judges)
     cons = human_consensus(judgements, humans)
     j = check_judgements(judgements)
@@ -282,17 +305,13 @@ def judges_vs_humans(judgements: pd.DataFrame, human_judges, alpha: float = 0.05
         m = g.merge(cons, on=ITEM_KEYS + ["label"], how="inner")
         n_ties = int(m["consensus"].isna().sum())
         m = m.dropna(subset=["consensus", "refused"])
-        pos, neg = m[m["consensus"] == 1], m[m["consensus"] == 0]
-        tp, tn = int(pos["refused"].sum()), int((neg["refused"] == 0).sum())
-        (slo,), (shi,) = wilson_interval([tp], [len(pos)], alpha)
-        (plo,), (phi,) = wilson_interval([tn], [len(neg)], alpha)
-        rows.append(dict(judge=judge, n_items=len(m), n_ties=n_ties, n_pos=len(pos), n_neg=len(neg),
-                         sensitivity=tp / len(pos) if len(pos) else np.nan, sensitivity_ci_low=slo,
-                         sensitivity_ci_high=shi, specificity=tn / len(neg) if len(neg) else np.nan,
-                         specificity_ci_low=plo, specificity_ci_high=phi,
-                         reason="; ".join(r for r, bad in (("no consensus refusals", not len(pos)),
-                                                            ("no consensus non-refusals", not len(neg))) if bad)))
-    return pd.DataFrame(rows)
+        r = _vs_consensus(m, n_boot, alpha, _rng(seed, "humans", judge))
+        reason = "; ".join(x for x, bad in (("no consensus refusals", not r["n_pos"]),
+                                            ("no consensus non-refusals", not r["n_neg"])) if bad)
+        rows.append(dict(judge=judge, n_items=len(m), n_ties=n_ties, **r, reason=reason))
+    cols = ["judge", "n_items", "n_ties", "n_prompts", "n_pos", "n_neg", "sensitivity", "sensitivity_ci_low",
+            "sensitivity_ci_high", "specificity", "specificity_ci_low", "specificity_ci_high", "reason"]
+    return pd.DataFrame(rows, columns=cols)
 
 # %% ../nbs/30_metrics.ipynb #7cdee5e2
 def item_coverage(judgements: pd.DataFrame) -> pd.DataFrame:
