@@ -19,10 +19,10 @@ from . import importers as I
 from .importers import read_annotator_files, merge_summaries, read_summary
 
 # %% auto #0
-__all__ = ['CHECK_COLUMNS', 'HUMAN_NAME', 'load_run', 'compute', 'write_tables', 'make_figures', 'markdown_table',
-           'report_markdown', 'aggregate_dir', 'demo_run', 'run_study_notebook', 'run_aggregate', 'count_effect',
-           'reference_check', 'count_vs_humans', 'count_agreement_heatmap', 'human_agreement', 'demo_reference',
-           'reanalyse_dir', 'run_reanalyse', 'add_cli']
+__all__ = ['CHECK_COLUMNS', 'HUMAN_NAME', 'load_run', 'coherence_table', 'with_repeat_rate', 'compute', 'write_tables',
+           'make_figures', 'markdown_table', 'report_markdown', 'aggregate_dir', 'demo_run', 'run_study_notebook',
+           'run_aggregate', 'count_effect', 'reference_check', 'count_vs_humans', 'count_agreement_heatmap',
+           'human_agreement', 'demo_reference', 'reanalyse_dir', 'run_reanalyse', 'add_cli']
 
 # %% ../nbs/33_aggregate.ipynb #da041334
 def _human_list(x):
@@ -34,7 +34,7 @@ def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
     "Read a run directory or an imported directory into judgements, imported summary, selection and settings."
     rdir = Path(run_dir)
     if not rdir.is_dir(): raise StudyError(f"no run directory at {rdir}: pass the folder `safety-study run` or `safety-study import` wrote")
-    notes, frames, selections = [], [], []
+    notes, frames, selections, results = [], [], [], []
     study = {}
     if (rdir / "study.json").exists():
         study = json.loads((rdir / "study.json").read_text())
@@ -45,6 +45,7 @@ def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
             frames.append(read_table(p))
             if (rdir / name / "selection.parquet").exists():
                 selections.append(read_table(rdir / name / "selection.parquet").assign(checkpoint=name))
+            if (rdir / name / "result.json").exists(): results.append(json.loads((rdir / name / "result.json").read_text()))
         kind = "run"
     elif (rdir / "judgements.parquet").exists() or (rdir / "summary.csv").exists():
         kind = "import"
@@ -96,7 +97,31 @@ def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
     return dict(run_dir=rdir, kind=kind, study=study, name=study_name, judgements=judgements, imported_summary=imported,
                 selection=pd.concat(selections, ignore_index=True) if selections else pd.DataFrame(),
                 order=ladder_order(ckpts, order), judges=all_judges, human_judges=humans, headline_judge=headline,
-                notes=notes)
+                notes=notes, results=results)
+
+# %% ../nbs/33_aggregate.ipynb #d6d4dcfa
+def coherence_table(results: list) -> pd.DataFrame:
+    "One row per checkpoint: harmless KL, perplexity of the original harmless answers under both models, repetition."
+    rows = []
+    for r in results:
+        c = r.get("coherence") or {}
+        rows.append(dict(checkpoint=r.get("checkpoint"), kl_harmless_mean=r.get("kl_harmless_mean"),
+                         ppl_original=c.get("ppl_original"), ppl_abliterated=c.get("ppl_abliterated"),
+                         ppl_ratio=c.get("ppl_ratio"), repeat4_original=(c.get("repeat4") or {}).get("original"),
+                         repeat4_abliterated=(c.get("repeat4") or {}).get("abliterated"),
+                         degenerate_abliterated=(c.get("degenerate") or {}).get("abliterated")))
+    return pd.DataFrame(rows)
+
+def with_repeat_rate(summary: pd.DataFrame, judgements: pd.DataFrame) -> pd.DataFrame:
+    "`summary` with a `repeat4` column: the mean repeated-4-gram rate of the responses of each model × label."
+    from safety_study.generate import repeated_ngram_rate
+    items = judgements.drop_duplicates(ITEM_KEYS)
+    items = items[items.response.map(lambda r: isinstance(r, str))]
+    if not len(items): return summary
+    rep = (items.assign(model=[M.model_name(c, v) for c, v in zip(items.checkpoint, items.variant)],
+                        repeat4=items.response.map(repeated_ngram_rate))
+           .groupby(["model", "label"], as_index=False).repeat4.mean())
+    return summary.drop(columns="repeat4", errors="ignore").merge(rep, on=["model", "label"], how="left")
 
 # %% ../nbs/33_aggregate.ipynb #dc76191e
 def compute(data: dict, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -114,6 +139,8 @@ def compute(data: dict, n_boot: int = 1000, seed: int = 0) -> dict:
         extra = extra[extra["_merge"] == "left_only"][SUMMARY_COLUMNS]
         if len(extra): rates = pd.concat([rates, M.rates_from_summary(extra)], ignore_index=True)
     t["rates"] = rates
+    if len(j) and "response" in j: t["summary"] = with_repeat_rate(t["summary"], j)
+    if data.get("results"): t["coherence"] = coherence_table(data["results"])
     t["coverage"] = M.item_coverage(j) if len(j) else pd.DataFrame()
     if len(j):
         t["label_confusion"] = M.label_confusion(j)
@@ -195,6 +222,11 @@ def report_markdown(data: dict, tables: dict) -> str:
     elif len(tables["rates"]):
         r = tables["rates"]; r = r[r.judge == h]
         s += [f"## Refusal rates ({h} judge, from counts)\n", markdown_table(r[["checkpoint", "variant", "label", "refused", "n", "rate"]])]
+    if len(tables.get("coherence", [])):
+        s += ["## Coherence of the edited models\n",
+              "Perplexity of the original model's harmless answers under the original and the abliterated model, and "
+              "the mean share of repeated word 4-grams in each model's own answers (degenerate: share of the "
+              "abliterated model's answers above 0.5).\n", markdown_table(tables["coherence"])]
     if "agreement" in tables:
         a = tables["agreement"]
         a = a[(a.label == M.ALL) & (a.variant == M.ALL)].copy()

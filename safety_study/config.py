@@ -7,16 +7,17 @@ from __future__ import annotations
 import dataclasses, re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from .core import StudyError, stable_hash
+from .core import StudyError, package_file, stable_hash
 from .models import resolve_source
 
 # %% auto #0
 __all__ = ['JUDGE_NAMES', 'CheckpointSpec', 'PromptSettings', 'AbliterationSettings', 'GenerationSettings', 'JudgeSpec',
-           'SlurmSettings', 'StudyConfig', 'config_from_dict', 'load_config', 'to_dict', 'base_dir', 'run_dir',
-           'checkpoint_hash']
+           'SlurmSettings', 'StudyConfig', 'checkpoint_abliteration', 'config_from_dict', 'load_config', 'to_dict',
+           'base_dir', 'run_dir', 'checkpoint_hash']
 
 # %% ../nbs/02_config.ipynb #4f403970
 @dataclass
@@ -29,6 +30,7 @@ class CheckpointSpec:
     pair: str | None = None        # name of a checkpoint this one is compared with
     system_prompt: str | None = None
     trust_remote_code: bool = False
+    abliteration: dict | None = None  # this rung's overrides of the study's abliteration settings (e.g. paper_mode)
 
 @dataclass
 class PromptSettings:
@@ -137,12 +139,32 @@ def _build(cls, data, where: str):
                          f"{sorted(known)}. Fix the spelling or remove them.")
     kw = {k: _check_type(v, str(known[k].type), f"{where}.{k}") for k, v in data.items()}
     try: return cls(**kw)
-    except TypeError:
+    except TypeError as e:
         missing = [f.name for f in fields(cls) if f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING and f.name not in kw]
         raise StudyError(f"{where} is missing required key(s) {missing}") from None
 
 # %% ../nbs/02_config.ipynb #fae35cce
+def checkpoint_abliteration(cfg: StudyConfig, name: str) -> AbliterationSettings:
+    "The abliteration settings of checkpoint `name`: the study's, with the checkpoint's own overrides."
+    spec = next(c for c in cfg.checkpoints if c.name == name)
+    if not spec.abliteration: return cfg.abliteration
+    return _build(AbliterationSettings, {**dataclasses.asdict(cfg.abliteration), **spec.abliteration},
+                  f"checkpoints[{name!r}].abliteration")
+
+def _check_abliteration(a: AbliterationSettings, p: PromptSettings, where: str):
+    for key in ("n_validation", "skip_begin", "skip_end", "batch_size", "positions"):
+        if getattr(a, key) < 0: raise StudyError(f"{where}.{key} must be >= 0, got {getattr(a, key)}")
+    if a.layer_fraction is not None and not 0 <= a.layer_fraction <= 1:
+        raise StudyError(f"{where}.layer_fraction must be within [0, 1], got {a.layer_fraction}")
+    if not a.select and a.layer_fraction is None:
+        raise StudyError(f"{where}.select is false, so {where}.layer_fraction must be set (e.g. 0.6)")
+    if a.select and a.n_validation == 0:
+        raise StudyError(f"{where}.select needs validation prompts: set {where}.n_validation > 0")
+    if a.n_validation and a.n_validation >= p.n_direction:
+        raise StudyError(f"{where}.n_validation ({a.n_validation}) must be smaller than prompts.n_direction "
+                         f"({p.n_direction}): validation prompts are taken from the direction prompts")
+
 def _validate(cfg: StudyConfig, base: Path | None):
     if not _SAFE_NAME.match(cfg.name) or ".." in cfg.name:
         raise StudyError(f"name {cfg.name!r} cannot be a directory name: use letters, digits, '.', '_', '-' only")
@@ -165,18 +187,9 @@ def _validate(cfg: StudyConfig, base: Path | None):
     for key in ("n_direction", "n_eval"):
         if getattr(p, key) < 0: raise StudyError(f"prompts.{key} must be >= 0, got {getattr(p, key)}")
     if p.n_eval == 0: raise StudyError("prompts.n_eval must be > 0: the study needs prompts to evaluate")
-    a = cfg.abliteration
-    for key in ("n_validation", "skip_begin", "skip_end", "batch_size", "positions"):
-        if getattr(a, key) < 0: raise StudyError(f"abliteration.{key} must be >= 0, got {getattr(a, key)}")
-    if a.layer_fraction is not None and not 0 <= a.layer_fraction <= 1:
-        raise StudyError(f"abliteration.layer_fraction must be within [0, 1], got {a.layer_fraction}")
-    if not a.select and a.layer_fraction is None:
-        raise StudyError("abliteration.select is false, so abliteration.layer_fraction must be set (e.g. 0.6)")
-    if a.select and a.n_validation == 0:
-        raise StudyError("abliteration.select needs validation prompts: set abliteration.n_validation > 0")
-    if a.n_validation and a.n_validation >= p.n_direction:
-        raise StudyError(f"abliteration.n_validation ({a.n_validation}) must be smaller than prompts.n_direction "
-                         f"({p.n_direction}): validation prompts are taken from the direction prompts")
+    for where, a in [("abliteration", cfg.abliteration)] + [(f"checkpoints[{c.name!r}].abliteration",
+                                                             checkpoint_abliteration(cfg, c.name)) for c in cfg.checkpoints]:
+        _check_abliteration(a, p, where)
     g = cfg.generation
     if g.max_new_tokens <= 0 or g.batch_size <= 0:
         raise StudyError("generation.max_new_tokens and generation.batch_size must be > 0")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_runner.ipynb #1d3defba
 from __future__ import annotations
-import json, os, shutil, time, uuid
+import json, os, shutil, sys, time, uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import pandas as pd
 
 from .core import (LABELS, StudyError, manifest, render_html, study_notebook,
                                write_json)
-from .config import (StudyConfig, base_dir, checkpoint_hash, load_config, run_dir as
+from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_hash, load_config, run_dir as
                                  config_run_dir, to_dict)
 from .prompts import DIRECTION, EVAL, default_prompts, load_prompts, split_prompts
 
@@ -100,7 +100,7 @@ def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
     base = base_dir(cfg)
     return dict(study=cfg.name, checkpoint=name, model=spec["model"], revision=spec["revision"],
                 trust_remote_code=spec["trust_remote_code"], system_prompt=spec["system_prompt"],
-                prompts=d["prompts"], abliteration=d["abliteration"], generation=d["generation"],
+                prompts=d["prompts"], abliteration=asdict(checkpoint_abliteration(cfg, name)), generation=d["generation"],
                 judges=[{"name": j["name"], **j["options"]} for j in d["judges"]], seed=cfg.seed,
                 device=cfg.device, dtype=cfg.dtype, base_dir=str(base) if base else None)
 
