@@ -46,6 +46,7 @@ def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
             if (rdir / name / "selection.parquet").exists():
                 selections.append(read_table(rdir / name / "selection.parquet").assign(checkpoint=name))
             if (rdir / name / "result.json").exists(): results.append(json.loads((rdir / name / "result.json").read_text()))
+        frames += [read_table(p) for p in sorted((rdir / "panel").glob("*.parquet"))]  # the cross-judge panel
         kind = "run"
     elif (rdir / "judgements.parquet").exists() or (rdir / "summary.csv").exists():
         kind = "import"

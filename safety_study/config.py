@@ -15,9 +15,9 @@ from .core import StudyError, package_file, stable_hash
 from .models import resolve_source
 
 # %% auto #0
-__all__ = ['JUDGE_NAMES', 'CheckpointSpec', 'PromptSettings', 'AbliterationSettings', 'GenerationSettings', 'JudgeSpec',
-           'SlurmSettings', 'StudyConfig', 'checkpoint_abliteration', 'config_from_dict', 'load_config', 'to_dict',
-           'base_dir', 'run_dir', 'checkpoint_hash']
+__all__ = ['STUDY_JUDGES', 'CheckpointSpec', 'PromptSettings', 'AbliterationSettings', 'GenerationSettings', 'JudgeSpec',
+           'SlurmSettings', 'StudyConfig', 'judge_names', 'checkpoint_abliteration', 'config_from_dict', 'load_config',
+           'to_dict', 'base_dir', 'run_dir', 'checkpoint_hash']
 
 # %% ../nbs/02_config.ipynb #4f403970
 @dataclass
@@ -111,12 +111,18 @@ class StudyConfig:
     judges: list[JudgeSpec] = field(default_factory=lambda: [JudgeSpec("regex_paper"), JudgeSpec("embedding")])
     headline_judge: str = "embedding"
     human_judges: list[str] = field(default_factory=list)
+    judge_panel: bool = False      # every original checkpoint also judges every checkpoint's answers (llm:<name>)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     source: str | None = None      # the file this config was read from
 
 # %% ../nbs/02_config.ipynb #b375e17a
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
-JUDGE_NAMES = ("regex_paper", "arditi_substring", "gcg_substring", "embedding", "llm", "self", "api", "human")
+STUDY_JUDGES = ("self", "self_abliterated")   # judges that need the checkpoint under test: only a study can run them
+
+def judge_names() -> tuple:
+    "Every judge name a study config may use: the judge roster and the study-only judges."
+    from safety_study.judges import JUDGE_NAMES
+    return tuple(dict.fromkeys(JUDGE_NAMES + STUDY_JUDGES))
 
 def _check_type(value, ftype: str, where: str):
     base = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
@@ -194,11 +200,12 @@ def _validate(cfg: StudyConfig, base: Path | None):
     if g.max_new_tokens <= 0 or g.batch_size <= 0:
         raise StudyError("generation.max_new_tokens and generation.batch_size must be > 0")
     for j in cfg.judges:
-        if j.name not in JUDGE_NAMES:
-            raise StudyError(f"judges: unknown judge {j.name!r}; known judges: {list(JUDGE_NAMES)}")
-    judge_names = [j.name for j in cfg.judges] + list(cfg.human_judges)
-    if cfg.headline_judge not in judge_names:
-        raise StudyError(f"headline_judge {cfg.headline_judge!r} is not among the judges {judge_names}")
+        if j.name not in judge_names():
+            raise StudyError(f"judges: unknown judge {j.name!r}; known judges: {list(judge_names())}")
+    named = [j.name for j in cfg.judges] + list(cfg.human_judges)
+    if cfg.judge_panel: named += [f"llm:{c.name}" for c in cfg.checkpoints]
+    if cfg.headline_judge not in named:
+        raise StudyError(f"headline_judge {cfg.headline_judge!r} is not among the judges {named}")
     if p.source not in ("default", "toy") and not (p.harmful or p.harmless):
         src = Path(p.source).expanduser()
         if not src.is_absolute() and base is not None: src = base / src
@@ -237,7 +244,7 @@ def config_from_dict(data: dict, base=None, source: str | None = None) -> StudyC
         slurm=_build(SlurmSettings, data.get("slurm"), "slurm"),
         source=source)
     if "judges" in data: kw["judges"] = [_judge(j, i) for i, j in enumerate(data["judges"] or [])]
-    for k in ("output_dir", "seed", "device", "dtype", "headline_judge"):
+    for k in ("output_dir", "seed", "device", "dtype", "headline_judge", "judge_panel"):
         if k in data: kw[k] = _check_type(data[k], str(StudyConfig.__dataclass_fields__[k].type), k)
     if "human_judges" in data: kw["human_judges"] = list(data["human_judges"] or [])
     cfg = StudyConfig(**kw)

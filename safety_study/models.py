@@ -88,7 +88,7 @@ def _load_error(what, path, e, gguf_file=None) -> StudyError:
     hint = ("transformers cannot dequantise this GGUF architecture; convert the original checkpoint instead"
             if gguf_file and "not supported" in first else
             "check the id or path; offline (HF_HUB_OFFLINE=1) a Hub model must already be in the local cache")
-    return StudyError(f"cannot load {what} {path}{'/' + gguf_file if gguf_file else ''}: {first[:300]} — {hint}")
+    return StudyError(f"cannot load model {path}{'/' + gguf_file if gguf_file else ''} ({what}): {first[:300]} — {hint}")
 
 def _from_pretrained(path, *, dtype, revision=None, trust_remote_code=False, gguf_file=None):
     "The one call of `AutoModelForCausalLM.from_pretrained`."
@@ -96,13 +96,13 @@ def _from_pretrained(path, *, dtype, revision=None, trust_remote_code=False, ggu
     kw = dict(revision=revision, dtype=dtype, trust_remote_code=trust_remote_code)
     if gguf_file: kw["gguf_file"] = gguf_file
     try: return AutoModelForCausalLM.from_pretrained(path, **kw)
-    except (OSError, ValueError, KeyError, RuntimeError) as e: raise _load_error("model", path, e, gguf_file) from None
+    except (OSError, ValueError, KeyError, RuntimeError) as e: raise _load_error("weights", path, e, gguf_file) from None
 
 def _load_tokenizer(path, *, revision=None, trust_remote_code=False, gguf_file=None):
     from transformers import AutoTokenizer
     kw = dict(revision=revision, trust_remote_code=trust_remote_code, **({"gguf_file": gguf_file} if gguf_file else {}))
     try: return AutoTokenizer.from_pretrained(path, **kw)
-    except (OSError, ValueError, KeyError, RuntimeError) as e: raise _load_error("the tokenizer of", path, e, gguf_file) from None
+    except (OSError, ValueError, KeyError, RuntimeError) as e: raise _load_error("tokenizer", path, e, gguf_file) from None
 
 # %% ../nbs/03_models.ipynb #87eca809
 def _plain_copy(model):

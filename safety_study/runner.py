@@ -18,8 +18,8 @@ from .prompts import DIRECTION, EVAL, default_prompts, load_prompts, split_promp
 
 # %% auto #0
 __all__ = ['VALIDATION', 'EXECUTORS', 'study_prompts', 'model_fingerprint', 'kl_divergence', 'CheckpointResult',
-           'checkpoint_parameters', 'is_complete', 'resume_source', 'run_checkpoint', 'run_checkpoint_job', 'run_study',
-           'study_status', 'add_cli']
+           'checkpoint_parameters', 'is_complete', 'resume_source', 'run_checkpoint', 'run_checkpoint_job', 'run_panel',
+           'run_study', 'study_status', 'add_cli']
 
 # %% ../nbs/40_runner.ipynb #efeed809
 VALIDATION = "validation"
@@ -165,6 +165,29 @@ def run_checkpoint_job(run_dir: str, name: str, parameters: dict, config_hash: s
     return asdict(run_checkpoint(run_dir, name, parameters, config_hash, kernel_name, progress=False))
 
 # %% ../nbs/40_runner.ipynb #229120e3
+def run_panel(cfg: StudyConfig, rdir, progress: bool = True) -> list[Path]:
+    "Every original checkpoint of `cfg` as an LLM judge of every checkpoint's responses; returns the verdict files."
+    from safety_study.core import read_table, stable_hash, write_table
+    from safety_study import judges as J
+    rdir = Path(rdir)
+    responses = pd.concat([read_table(rdir / c.name / "responses.parquet") for c in cfg.checkpoints], ignore_index=True)
+    key = stable_hash([checkpoint_hash(cfg, c.name) for c in cfg.checkpoints], 16)
+    out = []
+    for c in cfg.checkpoints:
+        path = rdir / "panel" / f"{c.name}.parquet"
+        done = path.with_suffix(".json")
+        if path.exists() and done.exists() and json.loads(done.read_text()).get("key") == key:
+            out.append(path); continue
+        from safety_study.models import model_path
+        judge = J.make_judge("llm", model=model_path(c.model, base_dir(cfg)), name=f"llm:{c.name}", device=cfg.device,
+                             dtype=cfg.dtype)
+        write_table(J.run_judges(responses[[k for k in responses.columns if k != "repeat4"]], [judge], progress=progress), path)
+        write_json({"key": key, "judge": f"llm:{c.name}", "model": c.model}, done)
+        out.append(path)
+        del judge
+    return out
+
+# %% ../nbs/40_runner.ipynb #3b1daab0
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 def _study_json(cfg: StudyConfig) -> dict:
@@ -230,7 +253,9 @@ def run_study(config, *, only=None, executor: str = "local", force: bool = False
                                                     f"job {j.job_id}: {str(e).strip().splitlines()[-1][:300]}"))
     order = {n: i for i, n in enumerate(names)}
     table = pd.DataFrame([asdict(r) for r in sorted(results, key=lambda r: order[r.name])])
-    if aggregate and wait and all(is_complete(rdir / n) for n in names):
+    complete = wait and all(is_complete(rdir / n) for n in names)
+    if cfg.judge_panel and complete: run_panel(cfg, rdir, progress=progress)
+    if aggregate and complete:
         from safety_study.aggregate import run_aggregate
         run_aggregate(rdir, headline_judge=cfg.headline_judge, human_judges=list(cfg.human_judges) or None,
                       figures_dir=figures_dir, kernel_name=kernel_name, progress=progress)

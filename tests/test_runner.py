@@ -118,3 +118,34 @@ def test_unknown_model_path_fails_before_any_work(tmp_path, tiny_models):
     assert proc.returncode == 2
     assert "'lost'" in proc.stderr and "does not exist" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_self_judges_and_the_cross_judge_panel(tmp_path, tiny_models):
+    "`self` is the original model on both variants, `self_abliterated` the edited one; the panel adds llm:<name>."
+    from safety_study import judges as J
+    from safety_study.aggregate import load_run
+    cfg = load_config(write_config(tmp_path / "s.yaml", tiny_models[:2], judges=("regex_paper", "self", "self_abliterated"),
+                                   judge_panel=True))
+    table = runner.run_study(cfg, aggregate=False, progress=False)
+    assert table.status.tolist() == ["done", "done"], table.error.tolist()
+    rdir = Path(table.attrs["run_dir"])
+    resp = pd.read_parquet(rdir / "m0" / "responses.parquet")
+    j = pd.read_parquet(rdir / "m0" / "judgements.parquet")
+    assert set(j[j.judge == "self"].variant) == {"original", "abliterated"}
+    assert set(j[j.judge == "self_abliterated"].variant) == {"abliterated"}
+    # `self` on the abliterated answers is exactly the original model judging them
+    from safety_study.models import load_causal_lm
+    lm, tok = load_causal_lm(str(tiny_models[0]))
+    abl = resp[resp.variant == "abliterated"].reset_index(drop=True)
+    again = J.run_judges(abl, [J.make_judge("self", model=lm, tokenizer=tok)], progress=False)
+    ours = j[(j.judge == "self") & (j.variant == "abliterated")].sort_values("prompt_id").reset_index(drop=True)
+    assert ours.score.round(5).tolist() == again.sort_values("prompt_id").score.round(5).tolist()
+    panel = sorted(p.name for p in (rdir / "panel").glob("*.parquet"))
+    assert panel == ["m0.parquet", "m1.parquet"]
+    p1 = pd.read_parquet(rdir / "panel" / "m1.parquet")
+    assert set(p1.judge) == {"llm:m1"} and set(p1.checkpoint) == {"m0", "m1"} and len(p1) == 2 * len(resp)
+    data = load_run(rdir)
+    assert {"llm:m0", "llm:m1", "self", "self_abliterated"} <= set(data["judges"])
+    mtime = (rdir / "panel" / "m0.parquet").stat().st_mtime
+    runner.run_panel(cfg, rdir, progress=False)                  # done judges are not run again
+    assert (rdir / "panel" / "m0.parquet").stat().st_mtime == mtime
