@@ -350,7 +350,7 @@ def run_abliterate(args) -> int:
     print(f"direction from {len(h)} harmful + {len(l)} harmless prompts ({dirs.meta['state_n']} state at index n)"
           + (" (read back from the last run)" if cached else "") + f" ({time.time() - t0:.0f} s)")
     layer, pos, scores = choose_direction(model, tok, dirs, hv, lv, edit, args, work / "selection.parquet")
-    r = dirs.direction(layer, pos)
+    r = dirs.direction(layer, pos, bf16=args.paper_mode)   # the reference normalises in bf16
     fields = dict(source=source_info(model_path(args.model)), layer=layer, position=pos, n_harmful=len(h),
                   n_harmless=len(l), system_prompt=args.system_prompt, selected=bool(select), edit=edit.to_dict())
     def extra(folder):

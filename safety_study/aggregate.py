@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_aggregate.ipynb #9a82a9cf
 from __future__ import annotations
-import json, os, re, shutil, tempfile, warnings
+import json, os, re, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import pandas as pd
 
 from .core import (ABLITERATED, HARMFUL, HARMLESS, ITEM_KEYS, JUDGEMENT_COLUMNS, LABELS, NON_REFUSAL,
                                ORIGINAL, PARSE_ERROR, REFUSAL, RESPONSE_COLUMNS, SUMMARY_COLUMNS, VARIANTS,
-                               StudyError, atomic_path, manifest, package_file, read_table, render_html, require_columns,
+                               StudyError, atomic_path, manifest, read_table, render_html, require_columns,
                                study_notebook, write_json, write_table)
 from . import metrics as M
 from . import importers as I

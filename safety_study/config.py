@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses, re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .core import StudyError, package_file, stable_hash
+from .core import StudyError, stable_hash
 from .models import resolve_source
 
 # %% auto #0
@@ -61,6 +60,14 @@ class AbliterationSettings:
     paper_mode: bool = False
     relax: bool = True             # a rung with no passing candidate gets the relaxed choice (recorded), not an error
     batch_size: int = 16
+    # the reference's other habits; None follows paper_mode
+    direction_bf16: bool | None = None     # normalise the direction in bfloat16
+    direction_on_eval: bool | None = None  # compute the direction on the evaluation prompts too
+
+    def paper_setting(self, key: str) -> bool:
+        "A paper-mode habit: its own value when set, else `paper_mode`."
+        v = getattr(self, key)
+        return self.paper_mode if v is None else bool(v)
 
     def edit_spec(self):
         "The `EditSpec` these settings ask for (bf16 rounding in paper mode)."
@@ -145,7 +152,7 @@ def _build(cls, data, where: str):
                          f"{sorted(known)}. Fix the spelling or remove them.")
     kw = {k: _check_type(v, str(known[k].type), f"{where}.{k}") for k, v in data.items()}
     try: return cls(**kw)
-    except TypeError as e:
+    except TypeError:
         missing = [f.name for f in fields(cls) if f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING and f.name not in kw]
         raise StudyError(f"{where} is missing required key(s) {missing}") from None

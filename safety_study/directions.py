@@ -74,9 +74,11 @@ class Directions:
         layer, position = self._check(layer, position)
         return (self.harmful_mean[layer, position] - self.harmless_mean[layer, position]).clone()
 
-    def direction(self, layer: int, position: int = -1) -> torch.Tensor:
-        "The unit refusal direction at (layer, position), fp32."
+    def direction(self, layer: int, position: int = -1, bf16: bool = False) -> torch.Tensor:
+        """The unit refusal direction at (layer, position), fp32. `bf16`: normalised in bfloat16, as the reference
+        does (its means are bf16 activations), then returned as fp32."""
         d = self.mean_diff(layer, position)
+        if bf16: d = d.to(torch.bfloat16)
         n = d.norm()
         if not torch.isfinite(n) or n == 0:
             raise StudyError(f"the mean difference at layer {layer}, position {position} is "

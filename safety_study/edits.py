@@ -33,13 +33,14 @@ class EditSpec:
     biases: bool = True
     layer_weights: tuple = ()        # ((layer, weight), ...); a dict or per-layer list is converted
     round_to: str | None = None      # "bfloat16": round edited weights through bf16 (the reference's cast)
+    post_norm_gain: bool = True      # behind a post-norm, orthogonalise against g ⊙ r̂ (False: the reference's plain r̂)
 
     def __post_init__(self): _validate_spec(self)
 
     @classmethod
     def paper(cls, **kw) -> EditSpec:
-        "The reference's edit: layers [1, n), s = 1, edited weights rounded through bf16."
-        return cls(**{"round_to": "bfloat16", **kw})
+        "The reference's edit: layers [1, n), s = 1, plain r̂ behind post-norms, edited weights rounded through bf16."
+        return cls(**{"round_to": "bfloat16", "post_norm_gain": False, **kw})
 
     def to_dict(self) -> dict:
         "Plain data for result.json, manifests and configs."
@@ -142,7 +143,7 @@ def edit_plan(model, direction, spec: EditSpec = EditSpec(), arch: Arch | None =
     plan = []
     for w in arch.writers:
         if w.layer not in scales or w.kind not in spec.targets: continue
-        u = effective_direction(model, w, r, arch)
+        u = effective_direction(model, w, r, arch) if spec.post_norm_gain else r
         plan.append((w.name, "weight", w.kind, w.layer, w.vector_dim(), u, scales[w.layer]))
         if spec.biases and getattr(model.get_submodule(w.name), "bias", None) is not None:
             plan.append((w.name, "bias", w.kind, w.layer, 0, u, scales[w.layer]))

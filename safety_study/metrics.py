@@ -14,7 +14,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from .core import (ABLITERATED, HARMFUL, HARMLESS, ITEM_KEYS, LABELS, NON_REFUSAL, ORIGINAL,
+from .core import (ABLITERATED, HARMFUL, ITEM_KEYS, LABELS, NON_REFUSAL, ORIGINAL,
                                PARSE_ERROR, REFUSAL, SUMMARY_COLUMNS, VARIANTS, VERDICTS, StudyError,
                                require_columns, stable_hash)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_runner.ipynb #1d3defba
 from __future__ import annotations
-import json, os, shutil, sys, time, uuid
+import json, os, shutil, time, uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

@@ -149,3 +149,22 @@ def test_self_judges_and_the_cross_judge_panel(tmp_path, tiny_models):
     mtime = (rdir / "panel" / "m0.parquet").stat().st_mtime
     runner.run_panel(cfg, rdir, progress=False)                  # done judges are not run again
     assert (rdir / "panel" / "m0.parquet").stat().st_mtime == mtime
+
+
+def test_paper_mode_checkpoint_follows_the_reference(tmp_path, tiny_models):
+    "Paper mode: direction on all prompts (evaluation ones included), normalised in bf16, edits rounded to bf16."
+    import torch
+    from safety_study.directions import Directions
+    cfg = load_config(write_config(tmp_path / "s.yaml", tiny_models[:1], judges=("regex_paper",),
+                                   abliteration={"paper_mode": True, "select": False, "layer_fraction": 1.0,
+                                                 "n_validation": 0}))
+    table = runner.run_study(cfg, aggregate=False, progress=False)
+    assert table.status.tolist() == ["done"], table.error.tolist()
+    out = Path(table.path[0])
+    res = json.loads((out / "result.json").read_text())
+    assert res["direction_on_eval"] and res["direction_bf16"] and res["edit"]["round_to"] == "bfloat16"
+    d = Directions.load(out / "directions.safetensors")
+    assert d.n_harmful == 8 + 3 and d.meta["state_n"] == "post-final-norm"
+    r = d.direction(d.n_layers, -1, bf16=True)
+    ref = (d.harmful_mean[-1, -1] - d.harmless_mean[-1, -1]).bfloat16()
+    assert torch.equal(r, (ref / ref.norm()).float())
