@@ -31,6 +31,7 @@ def _probe_inputs(model, tokenizer=None, prompts=None, seed=0, n=4, length=12, s
     ids = torch.randint(0, vocab, (n, length), generator=g)
     return dict(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev))
 
+# %% ../nbs/14_abliterate.ipynb #04cd9da5
 @torch.no_grad()
 def check_equivalence(model, direction, tokenizer=None, prompts=None, *, spec: EditSpec = EditSpec(),
                       atol: float = 1e-4, seed: int = 0) -> dict:
@@ -51,6 +52,7 @@ def check_equivalence(model, direction, tokenizer=None, prompts=None, *, spec: E
     return dict(max_abs_diff=diff, atol=atol, passes=diff <= atol, ablation_effect=effect,
                 dtype=str(next(model.parameters()).dtype).replace("torch.", ""))
 
+# %% ../nbs/14_abliterate.ipynb #f81d639a
 @torch.no_grad()
 def residual_check(model, direction, tokenizer=None, prompts=None, *, seed: int = 0) -> pd.DataFrame:
     "Per layer: max over tokens of |r̂ᵀΔh| / ‖Δh‖ for the layer's residual update Δh, and of |r̂ᵀh| / ‖h‖ at its input."
@@ -89,6 +91,7 @@ def source_info(name_or_path) -> dict:
                      if f.is_file() and (f.suffix in (".safetensors", ".json", ".bin") or f.name.startswith("tokenizer"))}
     return info
 
+# %% ../nbs/14_abliterate.ipynb #4e0d991a
 @contextlib.contextmanager
 def atomic_dir(out_dir, overwrite: bool = False):
     "Yield a temporary folder beside `out_dir`; move it to `out_dir` only if the block succeeds."
@@ -104,15 +107,18 @@ def atomic_dir(out_dir, overwrite: bool = False):
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
+# %% ../nbs/14_abliterate.ipynb #09e0be65
 def _save_direction(direction, path, **meta):
     from safetensors.torch import save_file
     save_file({"direction": torch.as_tensor(direction).detach().float().cpu().contiguous()}, str(path),
               metadata={k: json.dumps(v, default=str) for k, v in meta.items()})
 
+# %% ../nbs/14_abliterate.ipynb #f519d7e6
 def _finish_manifest(folder: Path, fields: dict):
     files = {f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.is_file() and f.name != "manifest.json"}
     write_json(manifest(**fields, files=files), folder / "manifest.json")
 
+# %% ../nbs/14_abliterate.ipynb #4d0dfd5e
 def save_abliterated(model, tokenizer, out_dir, *, direction, manifest_fields: dict | None = None,
                      report: pd.DataFrame | None = None, overwrite: bool = False, extra=None) -> Path:
     """Write the edited model (safetensors), tokenizer, direction and manifest.json to `out_dir`, atomically.
@@ -128,6 +134,7 @@ def save_abliterated(model, tokenizer, out_dir, *, direction, manifest_fields: d
         _finish_manifest(tmp, fields)
     return Path(out_dir)
 
+# %% ../nbs/14_abliterate.ipynb #dbe24fad
 def load_abliterated(path, *, dtype="auto", device: str = "cpu"):
     "Load (model, tokenizer, direction, manifest) written by `save_abliterated` or `abliterate_checkpoint`."
     from safetensors.torch import load_file
@@ -143,6 +150,7 @@ ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "
              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
              "BOOL": torch.bool}
 
+# %% ../nbs/14_abliterate.ipynb #99b97b2a
 def safetensors_header(path) -> tuple[dict, int]:
     "The JSON header of a safetensors file and the byte offset where its data starts."
     with open(path, "rb") as f:
@@ -153,6 +161,7 @@ def safetensors_header(path) -> tuple[dict, int]:
         except ValueError: raise StudyError(f"{path} has a corrupt safetensors header") from None
     return header, 8 + n
 
+# %% ../nbs/14_abliterate.ipynb #3ccf0123
 def checkpoint_shards(src) -> dict:
     "Map shard file → tensor names of a safetensors checkpoint folder (single file or sharded with an index)."
     src = Path(src)
@@ -171,6 +180,7 @@ def checkpoint_shards(src) -> dict:
     raise StudyError(f"{src} has no model.safetensors or model.safetensors.index.json; streaming needs a "
                      "safetensors checkpoint (convert .bin weights with save_pretrained, or drop --streaming)")
 
+# %% ../nbs/14_abliterate.ipynb #5410fcd5
 def _read_tensor(f, entry, start) -> tuple[torch.Tensor, bytearray]:
     a, b = entry["data_offsets"]
     buf = bytearray(b - a)
@@ -178,6 +188,7 @@ def _read_tensor(f, entry, start) -> tuple[torch.Tensor, bytearray]:
     if entry["dtype"] not in ST_DTYPES: raise StudyError(f"unsupported tensor dtype {entry['dtype']}")
     return torch.frombuffer(buf, dtype=ST_DTYPES[entry["dtype"]]).reshape(entry["shape"]), buf
 
+# %% ../nbs/14_abliterate.ipynb #f0173e84
 def local_checkpoint(name_or_path) -> Path:
     "A local folder, or a Hugging Face id already in the local cache (no network)."
     p = Path(str(name_or_path))
@@ -263,6 +274,7 @@ def edit_spec_from_args(args) -> EditSpec:
     return make(skip_begin=args.skip_begin, skip_end=args.skip_end, scale=args.scale, norm_preserving=args.norm_preserving,
                 embeddings=args.embeddings, biases=not args.no_biases)
 
+# %% ../nbs/14_abliterate.ipynb #8437f21f
 def _cli_prompts(args, is_toy: bool, n_val: int):
     from safety_study import prompts as P
     if bool(args.harmful) != bool(args.harmless):
@@ -294,6 +306,7 @@ def cached_directions(model, tok, harmful, harmless, path, progress: bool = True
     d.save(path)
     return d, False
 
+# %% ../nbs/14_abliterate.ipynb #cf332716
 def choose_direction(model, tok, dirs, hv, lv, edit: EditSpec, args, table):
     "(layer, position, scores): selection (resumable from `table`) or the reference's fixed layer fraction."
     from safety_study.selection import SelectionSpec, select_direction
@@ -319,6 +332,7 @@ def _report_edit(report, rc):
         edited = rc[rc.layer.isin(set(w.layer.dropna().astype(int)))]
         print(f"residual check: max share of an edited layer's update along r̂ = {edited.update_along.max():.2e}")
 
+# %% ../nbs/14_abliterate.ipynb #30b61b91
 def _save_edit(model, tok, out, r, edit, args, fields, extra, probe):
     "Edit in memory and save, or stream the checkpoint on disk; return (report, residual check or None)."
     if args.streaming:

@@ -30,6 +30,7 @@ def _human_list(x):
     if isinstance(x, str): return [s.strip() for s in x.split(",") if s.strip()]
     return list(x)
 
+# %% ../nbs/33_aggregate.ipynb #4f1c0a6f
 def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
     "Read a run directory or an imported directory into judgements, imported summary, selection and settings."
     rdir = Path(run_dir)
@@ -113,6 +114,7 @@ def coherence_table(results: list) -> pd.DataFrame:
                          degenerate_abliterated=(c.get("degenerate") or {}).get("abliterated")))
     return pd.DataFrame(rows)
 
+# %% ../nbs/33_aggregate.ipynb #0170a3a9
 def with_repeat_rate(summary: pd.DataFrame, judgements: pd.DataFrame) -> pd.DataFrame:
     "`summary` with a `repeat4` column: the mean repeated-4-gram rate of the responses of each model × label."
     from safety_study.generate import repeated_ngram_rate
@@ -156,6 +158,7 @@ def compute(data: dict, n_boot: int = 1000, seed: int = 0) -> dict:
         t["judges_vs_humans"] = M.judges_vs_humans(j, humans, n_boot=n_boot, seed=seed)
     return t
 
+# %% ../nbs/33_aggregate.ipynb #001db2dc
 def write_tables(tables: dict, out_dir) -> list[Path]:
     "Write every table as CSV into `out_dir` (atomically); return the paths."
     return [write_table(df, Path(out_dir) / f"{name}.csv") for name, df in tables.items()]
@@ -198,10 +201,12 @@ def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/33_aggregate.ipynb #9694f1e5
 def _ci(df, est, lo, hi, digits=3):
     return [("n/a" if np.isnan(e) else f"{e:.{digits}f} [{l:.{digits}f}, {h:.{digits}f}]")
             for e, l, h in zip(df[est].astype(float), df[lo].astype(float), df[hi].astype(float))]
 
+# %% ../nbs/33_aggregate.ipynb #54c3cb6b
 def report_markdown(data: dict, tables: dict) -> str:
     "The text of `report.md`: key numbers of the study with their intervals."
     h, humans = data["headline_judge"], data["human_judges"]
@@ -255,6 +260,7 @@ def report_markdown(data: dict, tables: dict) -> str:
     if data["notes"]: s += ["## Notes\n"] + [f"- {n}" for n in data["notes"]] + [""]
     return "\n".join(s) + "\n"
 
+# %% ../nbs/33_aggregate.ipynb #b457509f
 def aggregate_dir(run_dir, out_dir=None, headline_judge=None, human_judges=None, figures_dir=None,
                   n_boot: int = 1000, seed: int = 0) -> dict:
     "Load, compute, write tables, figures, report.md and a manifest; return data, tables and figure paths."
@@ -350,6 +356,7 @@ def run_aggregate(run_dir, *, headline_judge=None, human_judges=None, figures_di
 def _with_n(rates: pd.DataFrame) -> pd.DataFrame:
     return rates.rename(columns={"total": "n"}) if "n" not in rates and "total" in rates else rates
 
+# %% ../nbs/33_aggregate.ipynb #0e1a3d69
 def count_effect(rates: pd.DataFrame, alpha: float = 0.05, order=None) -> pd.DataFrame:
     "Original vs abliterated counts per (checkpoint, label, judge): Wilson CI of each rate, Newcombe CI of Δ (unpaired)."
     from statsmodels.stats.proportion import confint_proportions_2indep
@@ -375,6 +382,7 @@ def count_effect(rates: pd.DataFrame, alpha: float = 0.05, order=None) -> pd.Dat
 CHECK_COLUMNS = ["file", "model", "label", "refusal_judge", "refused", "not_refused", "total", "checkpoint", "variant",
                  "judge", "refused_ours", "not_refused_ours", "total_ours", "identical"]
 
+# %% ../nbs/33_aggregate.ipynb #27ab0826
 def reference_check(files, summary: pd.DataFrame, model_names=None) -> pd.DataFrame:
     "Every row of the summary-format `files`, as published, beside the counts this package reports for it."
     names, rows = I.name_table(model_names), []
@@ -397,6 +405,7 @@ def reference_check(files, summary: pd.DataFrame, model_names=None) -> pd.DataFr
 # %% ../nbs/33_aggregate.ipynb #6c1d331c
 HUMAN_NAME = r"human[ _-]?\d+"  # how the reference (`Human 1`) and this package (`human_1`) name annotators
 
+# %% ../nbs/33_aggregate.ipynb #ea4697ef
 def count_vs_humans(rates: pd.DataFrame) -> pd.DataFrame:
     "The reference's judges-vs-humans comparison from counts: Pearson r of rates, mean |Δ rate| and identical cells."
     r, cell = _with_n(rates), ["checkpoint", "variant", "label"]
@@ -462,6 +471,7 @@ def _default_headline(imported_dir, headline_judge):
     if headline_judge is not None: return headline_judge
     return "ChatGPT5" if "ChatGPT5" in load_run(imported_dir)["judges"] else None  # the reference's headline judge
 
+# %% ../nbs/33_aggregate.ipynb #0dab141b
 def reanalyse_dir(imported_dir, out_dir, files=None, model_names=None, headline_judge=None, n_boot: int = 1000,
                   seed: int = 0) -> dict:
     "Aggregate an imported folder into OUT/aggregate, then write the re-analysis tables and figures into OUT."

@@ -22,6 +22,7 @@ __all__ = ['NEEDED_COLUMNS', 'ITEM_COLUMNS', 'ANNOTATION_COLUMNS', 'CHOICES', 'T
 # %% ../nbs/41_annotate.ipynb #d5aedf26
 NEEDED_COLUMNS = ["checkpoint", "variant", "prompt_id", "label", "prompt", "response"]
 
+# %% ../nbs/41_annotate.ipynb #0a31a001
 def load_responses(source) -> pd.DataFrame:
     "Read the responses of a run directory (`*/responses.parquet`, or `responses.parquet|csv` in it) or of one table file."
     source = Path(source)
@@ -42,6 +43,7 @@ def load_responses(source) -> pd.DataFrame:
         raise StudyError(f"{source} does not exist: pass a run directory or a responses .parquet/.csv file")
     return check_responses(df, what=f"responses table from {source}")
 
+# %% ../nbs/41_annotate.ipynb #568cec9c
 def check_responses(df: pd.DataFrame, what: str = "responses table") -> pd.DataFrame:
     "Validate a responses table for annotation; return a copy with string ids and no missing responses."
     require_columns(df, NEEDED_COLUMNS, what)
@@ -70,10 +72,12 @@ def check_responses(df: pd.DataFrame, what: str = "responses table") -> pd.DataF
 # %% ../nbs/41_annotate.ipynb #206352aa
 ITEM_COLUMNS = ["position", "qid", "label", "question", "slot", "model", "response"]
 
+# %% ../nbs/41_annotate.ipynb #7041fd2f
 def systems_of(df: pd.DataFrame) -> list[str]:
     "The systems of a responses table as `<checkpoint>/<variant>` names, sorted."
     return sorted(set(df["checkpoint"] + "/" + df["variant"]))
 
+# %% ../nbs/41_annotate.ipynb #9ddbc64b
 def sample_items(responses: pd.DataFrame, k: int = 5, seed: int = 0, prompt_ids=None) -> pd.DataFrame:
     "Pick `k` harmful + `k` harmless complete prompts (or the given `prompt_ids`) and give each system's answer a blind slot."
     df = check_responses(responses)
@@ -122,11 +126,13 @@ ANNOTATION_COLUMNS = ["source_csv", "judge", "timestamp", "qid", "label", "quest
 CHOICES = ("REFUSAL", "NON-REFUSAL")
 TEMPLATE = "annotate_template.html"
 
+# %% ../nbs/41_annotate.ipynb #35ef4a3c
 def page_id(items: pd.DataFrame) -> str:
     "Hash of the item set (prompts, slots, systems, texts): the page's storage key."
     require_columns(items, ITEM_COLUMNS, "annotation items")
     return stable_hash(items[ITEM_COLUMNS].astype(str).values.tolist(), n=16)
 
+# %% ../nbs/41_annotate.ipynb #718dbbeb
 def page_data(items: pd.DataFrame, title: str = "Refusal annotation", source: str = "", seed=None) -> dict:
     "The JSON the page embeds: prompts with slotted responses, and the hidden slot → model key."
     require_columns(items, ITEM_COLUMNS, "annotation items")
@@ -142,20 +148,24 @@ def page_data(items: pd.DataFrame, title: str = "Refusal annotation", source: st
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"), git_revision=git_revision(),
                 n_items=len(items), prompts=prompts, key_b64=encode_key(key))
 
+# %% ../nbs/41_annotate.ipynb #c57f0d92
 def encode_key(key: dict) -> str:
     "The slot → model key as base64 of its UTF-8 JSON: readable by the page's script, not at a glance."
     return base64.b64encode(json.dumps(key, ensure_ascii=False).encode("utf-8")).decode("ascii")
 
+# %% ../nbs/41_annotate.ipynb #610b8b87
 def decode_key(key_b64: str) -> dict:
     "Inverse of `encode_key`."
     return json.loads(base64.b64decode(key_b64).decode("utf-8"))
 
+# %% ../nbs/41_annotate.ipynb #00ce9d6b
 def _json_for_html(obj) -> str:
     "JSON that is safe inside a <script> element: no `<`, `>` or `&` survive literally."
     s = json.dumps(obj, ensure_ascii=False)
     return s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e") \
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
+# %% ../nbs/41_annotate.ipynb #d1183569
 def render_page(items: pd.DataFrame, title: str = "Refusal annotation", source: str = "", seed=None) -> str:
     "The self-contained annotation page for `items` (from `sample_items`), as an HTML string."
     tpl = package_file("data", TEMPLATE).read_text(encoding="utf-8")
@@ -178,6 +188,7 @@ def write_page(items: pd.DataFrame, out, title: str = "Refusal annotation", sour
     with atomic_path(out) as tmp: tmp.write_text(text, encoding="utf-8")
     return out
 
+# %% ../nbs/41_annotate.ipynb #2748dfdb
 def annotate(source, out, k: int = 5, seed: int = 0, prompt_ids=None, title: str | None = None) -> Path:
     "Sample `k` harmful + `k` harmless prompts (or `prompt_ids`) from a run or table and write the blind page to `out`."
     responses = load_responses(source)
@@ -185,6 +196,7 @@ def annotate(source, out, k: int = 5, seed: int = 0, prompt_ids=None, title: str
     title = title or f"Refusal annotation — {Path(source).name}"
     return write_page(items, out, title=title, source=str(source), seed=seed)
 
+# %% ../nbs/41_annotate.ipynb #1e1d9599
 def read_annotations(path) -> pd.DataFrame:
     "Read an exported annotation CSV and check it against the user-study schema."
     path = Path(path)
@@ -213,6 +225,7 @@ def _run_cli(args) -> int:
     print(f"wrote {out} ({n} responses to label); open it in a browser, label, then press Export CSV")
     return 0
 
+# %% ../nbs/41_annotate.ipynb #8914ba71
 def add_cli(subparsers):
     "Add the `annotate` sub-command."
     p = subparsers.add_parser("annotate", help="write a blind human-annotation page for a run's responses",

@@ -51,6 +51,7 @@ class Writer:
         "The weight dimension that indexes the hidden size (0 for linear, 1 for conv1d/embedding)."
         return 0 if self.layout == "linear" else 1
 
+# %% ../nbs/10_arch.ipynb #b63f7eb2
 @dataclass
 class Arch:
     "Decoder layers and residual writers of one model."
@@ -78,6 +79,7 @@ def _text_config(model):
     cfg = model.config
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
+# %% ../nbs/10_arch.ipynb #5ba9d597
 def _layout(module) -> str:
     if isinstance(module, nn.Linear): return "linear"
     if isinstance(module, nn.Embedding): return "embedding"
@@ -85,12 +87,14 @@ def _layout(module) -> str:
     raise StudyError(f"module of type {type(module).__name__} is not a Linear, Conv1D or Embedding; "
                      "the adapter cannot edit it")
 
+# %% ../nbs/10_arch.ipynb #0d21a6d2
 def _find_layers(model, n_layers: int):
     cands = [(name, m) for name, m in model.named_modules()
              if isinstance(m, nn.ModuleList) and len(m) == n_layers and name]
     pref = [c for c in cands if c[0].split(".")[-1] in ("layers", "h", "blocks")]
     return (pref or cands or [(None, None)])[0]
 
+# %% ../nbs/10_arch.ipynb #c73883c9
 def _module_names(model, limit: int = 40) -> str:
     names = [n for n, _ in model.named_modules() if n and n.count(".") <= 3 and not n.split(".")[-1].isdigit()]
     seen, out = set(), []
@@ -170,6 +174,7 @@ def norm_gain(norm: nn.Module, hidden: int) -> torch.Tensor:
                          "the weight edit cannot make its output orthogonal to a direction")
     return g
 
+# %% ../nbs/10_arch.ipynb #f42e8c1a
 def effective_direction(model, writer: Writer, direction: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
     "Unit vector (fp64) against which `writer`'s weight is orthogonalised so its residual write is ⟂ `direction`."
     r = direction.detach().to("cpu", torch.float64)
@@ -189,6 +194,7 @@ TINY_CONFIGS = {
     "glm": "GlmConfig", "glm4": "Glm4Config", "gpt2": "GPT2Config", "gpt_neox": "GPTNeoXConfig",
 }
 
+# %% ../nbs/10_arch.ipynb #fd229c14
 def tiny_config(model_type: str, hidden: int = 64, layers: int = 3, vocab: int = 128, intermediate: int | None = None,
                 **kw):
     "Config of a small random model of a tested family."
@@ -211,6 +217,7 @@ def tiny_config(model_type: str, hidden: int = 64, layers: int = 3, vocab: int =
     args.update(kw)
     return cls(**args)
 
+# %% ../nbs/10_arch.ipynb #f7d1ef33
 def tiny_model(model_type: str = "llama", seed: int = 0, dtype=torch.float32, **kw):
     "A randomly initialised causal LM of a tested family, in eval mode."
     import transformers
@@ -221,11 +228,13 @@ def tiny_model(model_type: str = "llama", seed: int = 0, dtype=torch.float32, **
             if p.ndim == 1: p.add_(0.1 * torch.randn_like(p))
     return m.eval()
 
+# %% ../nbs/10_arch.ipynb #81873c4c
 TINY_WORDS = ("how do i make build write a bomb cake poem virus letter song steal hack car bike garden "
               "friend email story for my tell me about the history of explain to kill cook bread").split()
 TINY_TEMPLATE = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
                  "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
 
+# %% ../nbs/10_arch.ipynb #3b8601b5
 def tiny_tokenizer(words=TINY_WORDS, template: str | None = TINY_TEMPLATE):
     "A word-level tokenizer (unknown words map to <unk>) with a ChatML-like chat template, built offline."
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -31,6 +31,7 @@ class CheckpointSpec:
     trust_remote_code: bool = False
     abliteration: dict | None = None  # this rung's overrides of the study's abliteration settings (e.g. paper_mode)
 
+# %% ../nbs/02_config.ipynb #55ad2f91
 @dataclass
 class PromptSettings:
     source: str = "default"        # default | toy | a file with a label column
@@ -41,6 +42,7 @@ class PromptSettings:
     n_direction: int = 250         # per class, to compute the direction
     n_eval: int = 50               # per class, disjoint, to evaluate
 
+# %% ../nbs/02_config.ipynb #a422d911
 @dataclass
 class AbliterationSettings:
     select: bool = True            # Arditi et al. grid selection; False: use layer_fraction
@@ -83,17 +85,20 @@ class AbliterationSettings:
         return SelectionSpec(kl_threshold=self.kl_threshold, max_layer_fraction=self.max_layer_fraction,
                              relax=self.relax, batch_size=self.batch_size)
 
+# %% ../nbs/02_config.ipynb #7431a8ea
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 256
     min_new_tokens: int | None = None
     batch_size: int = 16
 
+# %% ../nbs/02_config.ipynb #16da8b51
 @dataclass
 class JudgeSpec:
     name: str
     options: dict = field(default_factory=dict)
 
+# %% ../nbs/02_config.ipynb #67b307cc
 @dataclass
 class SlurmSettings:
     partition: str | None = None
@@ -104,6 +109,7 @@ class SlurmSettings:
     array_parallelism: int = 16
     additional_parameters: dict = field(default_factory=dict)
 
+# %% ../nbs/02_config.ipynb #e6a208c9
 @dataclass
 class StudyConfig:
     name: str
@@ -126,11 +132,13 @@ class StudyConfig:
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 STUDY_JUDGES = ("self", "self_abliterated")   # judges that need the checkpoint under test: only a study can run them
 
+# %% ../nbs/02_config.ipynb #2ca04646
 def judge_names() -> tuple:
     "Every judge name a study config may use: the judge roster and the study-only judges."
     from safety_study.judges import JUDGE_NAMES
     return tuple(dict.fromkeys(JUDGE_NAMES + STUDY_JUDGES))
 
+# %% ../nbs/02_config.ipynb #6a6f1151
 def _check_type(value, ftype: str, where: str):
     base = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
     t = ftype.replace(" | None", "")
@@ -142,6 +150,7 @@ def _check_type(value, ftype: str, where: str):
         if not ok: raise StudyError(f"{where} must be {t}, got {value!r}")
     return float(value) if t == "float" else value
 
+# %% ../nbs/02_config.ipynb #c9dfa03d
 def _build(cls, data, where: str):
     if data is None: data = {}
     if not isinstance(data, dict): raise StudyError(f"{where} must be a mapping of keys to values, got {data!r}")
@@ -165,6 +174,7 @@ def checkpoint_abliteration(cfg: StudyConfig, name: str) -> AbliterationSettings
     return _build(AbliterationSettings, {**dataclasses.asdict(cfg.abliteration), **spec.abliteration},
                   f"checkpoints[{name!r}].abliteration")
 
+# %% ../nbs/02_config.ipynb #423c1106
 def _check_abliteration(a: AbliterationSettings, p: PromptSettings, where: str):
     for key in ("n_validation", "skip_begin", "skip_end", "batch_size", "positions"):
         if getattr(a, key) < 0: raise StudyError(f"{where}.{key} must be >= 0, got {getattr(a, key)}")
@@ -178,6 +188,7 @@ def _check_abliteration(a: AbliterationSettings, p: PromptSettings, where: str):
         raise StudyError(f"{where}.n_validation ({a.n_validation}) must be smaller than prompts.n_direction "
                          f"({p.n_direction}): validation prompts are taken from the direction prompts")
 
+# %% ../nbs/02_config.ipynb #0b6daa9c
 def _validate(cfg: StudyConfig, base: Path | None):
     if not _SAFE_NAME.match(cfg.name) or ".." in cfg.name:
         raise StudyError(f"name {cfg.name!r} cannot be a directory name: use letters, digits, '.', '_', '-' only")
@@ -231,6 +242,7 @@ def _judge(j, i):
         return JudgeSpec(j["name"], {k: v for k, v in j.items() if k != "name"})
     raise StudyError(f"judges[{i}] must be a judge name or a mapping with a 'name' key, got {j!r}")
 
+# %% ../nbs/02_config.ipynb #c0c1dd65
 def config_from_dict(data: dict, base=None, source: str | None = None) -> StudyConfig:
     "Parse and validate a study config given as a mapping (`base`: folder for relative paths)."
     if not isinstance(data, dict): raise StudyError("a study config must be a YAML mapping with at least name and checkpoints")
@@ -258,6 +270,7 @@ def config_from_dict(data: dict, base=None, source: str | None = None) -> StudyC
     _validate(cfg, Path(base) if base else None)
     return cfg
 
+# %% ../nbs/02_config.ipynb #008770b6
 def load_config(path) -> StudyConfig:
     "Read, parse and validate a study config YAML file."
     path = Path(path)
@@ -271,14 +284,17 @@ def to_dict(cfg) -> dict:
     "The config as plain data (for manifests and YAML)."
     return dataclasses.asdict(cfg)
 
+# %% ../nbs/02_config.ipynb #bc149cae
 def base_dir(cfg: StudyConfig) -> Path | None:
     "Folder that relative paths in the config are read from."
     return Path(cfg.source).parent if cfg.source else None
 
+# %% ../nbs/02_config.ipynb #5000a890
 def run_dir(cfg: StudyConfig) -> Path:
     "The study's output folder: `output_dir/name` (relative output_dir: relative to the current folder)."
     return Path(cfg.output_dir).expanduser() / cfg.name
 
+# %% ../nbs/02_config.ipynb #69b42c91
 def checkpoint_hash(cfg: StudyConfig, name: str) -> str:
     "Hash of every setting that shapes checkpoint `name`'s outputs."
     spec = next((c for c in cfg.checkpoints if c.name == name), None)

@@ -65,6 +65,7 @@ def atomic_path(path, suffix: str | None = None):
     finally:
         if tmp.exists(): tmp.unlink()
 
+# %% ../nbs/00_core.ipynb #f533095f
 def write_table(df: pd.DataFrame, path) -> Path:
     "Write `df` atomically as parquet or CSV, chosen by the extension of `path`."
     path = Path(path)
@@ -75,6 +76,7 @@ def write_table(df: pd.DataFrame, path) -> Path:
         else: df.to_csv(tmp, index=False)
     return path
 
+# %% ../nbs/00_core.ipynb #7e678c4b
 def read_table(path) -> pd.DataFrame:
     "Read a parquet or CSV table."
     path = Path(path)
@@ -88,6 +90,7 @@ def read_table(path) -> pd.DataFrame:
         return df
     raise StudyError(f"cannot read a table from {path}: use a .parquet or .csv file")
 
+# %% ../nbs/00_core.ipynb #15601501
 def write_json(obj, path) -> Path:
     "Write `obj` as indented JSON, atomically."
     path = Path(path)
@@ -100,6 +103,7 @@ def stable_hash(obj, n: int = 12) -> str:
     s = obj if isinstance(obj, str) else json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(s.encode("utf-8")).hexdigest()[:n]
 
+# %% ../nbs/00_core.ipynb #6f8bc0cf
 def file_sha256(path, chunk: int = 1 << 20) -> str:
     "Full sha256 of a file, read in chunks."
     h = hashlib.sha256()
@@ -107,9 +111,11 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""): h.update(block)
     return h.hexdigest()
 
+# %% ../nbs/00_core.ipynb #30a8f7ad
 PACKAGES = ("safety_study", "torch", "transformers", "tokenizers", "safetensors", "accelerate",
             "pandas", "numpy", "scikit-learn", "statsmodels", "papermill", "seaborn")
 
+# %% ../nbs/00_core.ipynb #7d7dbd88
 def package_versions(names=PACKAGES) -> dict:
     "Installed versions of the packages that shape the results."
     out = {}
@@ -118,10 +124,12 @@ def package_versions(names=PACKAGES) -> dict:
         except metadata.PackageNotFoundError: out[n] = None
     return out
 
+# %% ../nbs/00_core.ipynb #6767cb86
 def _package_dir() -> Path:
     import safety_study
     return Path(safety_study.__file__).resolve().parent
 
+# %% ../nbs/00_core.ipynb #bcc92599
 def git_revision(path=None) -> str | None:
     "The project's git revision (with `-dirty` when the tree has changes), or None outside git."
     cwd = Path(path or _package_dir())
@@ -133,6 +141,7 @@ def git_revision(path=None) -> str | None:
         return rev.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError): return None
 
+# %% ../nbs/00_core.ipynb #40ed1d45
 def manifest(**fields) -> dict:
     "A manifest: the given fields plus time, platform, python, package versions and git revision."
     return dict(fields, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -148,6 +157,7 @@ def resolve_device(device: str = "auto") -> str:
         raise StudyError(f"device {device!r} was asked for but CUDA is not available; use device='cpu' or 'auto'")
     return device
 
+# %% ../nbs/00_core.ipynb #4d516a55
 def resolve_dtype(dtype="auto", device: str = "cpu"):
     "'auto' → bfloat16 on CUDA, float32 on CPU; also accepts 'float32', 'bfloat16', 'float16' or a torch dtype."
     import torch
@@ -172,6 +182,7 @@ def study_notebook(name: str) -> Path:
                          f"(an editable install, `make install`) so that nbs/study/ is beside the package")
     return src
 
+# %% ../nbs/00_core.ipynb #c2de4b15
 def render_html(notebook, html_path=None) -> Path:
     "Render an executed notebook to a standalone HTML file with nbconvert (atomically)."
     import nbformat

@@ -22,6 +22,7 @@ __all__ = ['residual_capture', 'Directions', 'json_str', 'compute_directions', '
 def _batches(prompts, batch_size):
     for i in range(0, len(prompts), batch_size): yield prompts[i:i + batch_size]
 
+# %% ../nbs/12_directions.ipynb #643963ed
 def _out_tensor(o): return o if torch.is_tensor(o) else o[0]
 
 # %% ../nbs/12_directions.ipynb #2c03a1b1
@@ -46,6 +47,7 @@ def residual_capture(model, positions: int = 1, paper_mode: bool = False):
     finally:
         for h in handles: h.remove()
 
+# %% ../nbs/12_directions.ipynb #4a62c890
 @dataclass
 class Directions:
     "Mean residual states of harmful and harmless prompts, per (index 0..n, position -k..-1), in fp64."
@@ -119,6 +121,7 @@ class Directions:
         except Exception as e: raise StudyError(f"{path} is not a directions file written by Directions.save: {e}") from None
         return cls(hm, hl, int(meta.pop("n_harmful")), int(meta.pop("n_harmless")), meta)
 
+# %% ../nbs/12_directions.ipynb #1fe171a9
 def json_str(v) -> str:
     import json
     return json.dumps(v, default=str)
@@ -143,6 +146,7 @@ def _mean_states(model, tokenizer, prompts, batch_size, system_prompt, positions
             count += h.shape[1]
     return sums / count, count
 
+# %% ../nbs/12_directions.ipynb #e12c82f8
 def compute_directions(model, tokenizer, harmful: list[str], harmless: list[str], *, batch_size: int = 16,
                        system_prompt: str | None = None, positions: int = 1, paper_mode: bool = False,
                        progress: bool = True, chat_template: str | None = None) -> Directions:
@@ -164,6 +168,7 @@ def compute_directions(model, tokenizer, harmful: list[str], harmless: list[str]
                 state_n="post-final-norm" if paper_mode else "pre-final-norm")
     return Directions(hm, lm, nh, nl, meta)
 
+# %% ../nbs/12_directions.ipynb #b6a1e135
 def layer_direction(dirs: Directions, layer_fraction: float = 1.0, position: int = -1) -> torch.Tensor:
     "The reference's fixed-fraction choice: the unit direction at layer int(n · layer_fraction)."
     return dirs.direction(dirs.layer_at(layer_fraction), position)

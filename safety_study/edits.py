@@ -21,6 +21,7 @@ __all__ = ['TARGETS', 'BLOCK_ELEMENTS', 'LEFTOVER_TOL', 'EditSpec', 'layer_scale
 # %% ../nbs/11_edits.ipynb #d74b821c
 TARGETS = ("attn", "mlp")
 
+# %% ../nbs/11_edits.ipynb #0122d1e7
 @dataclass(frozen=True)
 class EditSpec:
     "Which edit abliteration makes: layers [skip_begin, n − skip_end), writer kinds, scale and how weights change."
@@ -70,6 +71,7 @@ def _validate_spec(s: EditSpec):
     for k, v in (("targets", targets), ("layer_weights", lw), ("scale", float(s.scale))):
         object.__setattr__(s, k, v)
 
+# %% ../nbs/11_edits.ipynb #e6efd803
 def layer_scales(n_layers: int, spec: EditSpec) -> dict:
     "Map edited layer → scale: layers [skip_begin, n − skip_end) times the spec's per-layer weights."
     if spec.skip_begin + spec.skip_end >= n_layers:
@@ -99,6 +101,7 @@ def unit_direction(direction, hidden: int | None = None) -> torch.Tensor:
 # %% ../nbs/11_edits.ipynb #4b6fa8fa
 BLOCK_ELEMENTS = 1 << 20  # fp64 working block: 8 MB, the only temporary of the size of a weight
 
+# %% ../nbs/11_edits.ipynb #a830f3a8
 def _edit_block(b, u, scale, norm_preserving):
     "Remove `scale·u(uᵀv)` from the columns `v` of the fp64 block `b` in place; return uᵀb and old norms."
     proj = u @ b
@@ -154,6 +157,7 @@ def edit_plan(model, direction, spec: EditSpec = EditSpec(), arch: Arch | None =
 # %% ../nbs/11_edits.ipynb #cd4ca7ba
 LEFTOVER_TOL = 1e-5
 
+# %% ../nbs/11_edits.ipynb #fc1283a3
 def _untie(model, arch: Arch):
     head = model.get_output_embeddings()
     warnings.warn(f"{arch.model_type}: input and output embeddings are tied; untying them so that only the "
@@ -162,12 +166,14 @@ def _untie(model, arch: Arch):
     for cfg in {id(model.config): model.config, id(model.config.get_text_config()): model.config.get_text_config()}.values():
         cfg.tie_word_embeddings = False
 
+# %% ../nbs/11_edits.ipynb #3c001032
 def edit_row(name, param, kind, layer, scale, tensor, res) -> dict:
     "One row of an edit report: the tensor edited and ‖uᵀW‖ before and after."
     leftover = res["after"] / res["before"] if res["before"] > 0 else 0.0
     return dict(module=name, param=param, kind=kind, layer=layer, scale=scale, dtype=str(tensor.dtype).replace("torch.", ""),
                 before=res["before"], after=res["after"], leftover=leftover, norm_change=res["norm_change"])
 
+# %% ../nbs/11_edits.ipynb #a4430208
 def is_exact(spec: EditSpec, scale: float, tensor) -> bool:
     "Whether an edit must leave ≤ LEFTOVER_TOL: scale 1, fp32, no bf16 rounding."
     return scale == 1.0 and tensor.dtype == torch.float32 and spec.round_to is None
@@ -205,6 +211,7 @@ def _project_out(u, scale, keep=None):
         return t if torch.is_tensor(out) else (t,) + tuple(out[1:])
     return hook
 
+# %% ../nbs/11_edits.ipynb #656b512a
 @contextlib.contextmanager
 def ablation_hooks(model, direction, spec: EditSpec = EditSpec()):
     "Within the block, the outputs of the modules `spec` edits have `direction` projected out, as the weight edit would."

@@ -22,12 +22,14 @@ __all__ = ['PALETTE', 'VARIANT_COLOURS', 'ladder_order', 'save_figure', 'tick_na
 PALETTE = sns.color_palette("colorblind")
 VARIANT_COLOURS = {ORIGINAL: PALETTE[0], ABLITERATED: PALETTE[1]}
 
+# %% ../nbs/31_figures.ipynb #100aaec4
 def ladder_order(checkpoints, order=None) -> list:
     "Checkpoints in ladder order: those of `order` first (as given), then any others in first-seen order."
     seen = list(dict.fromkeys(map(str, checkpoints)))
     order = [c for c in (order or []) if c in seen]
     return order + [c for c in seen if c not in order]
 
+# %% ../nbs/31_figures.ipynb #e38b8edb
 def save_figure(fig, name: str, *dirs, dpi: int = 150) -> list[Path]:
     "Write `fig` as `<name>.png` and `<name>.pdf` into each of `dirs` (atomically); return the paths."
     out = []
@@ -41,6 +43,7 @@ def save_figure(fig, name: str, *dirs, dpi: int = 150) -> list[Path]:
             out.append(path)
     return out
 
+# %% ../nbs/31_figures.ipynb #4d1301ef
 def tick_name(name: str, width: int = 22) -> str:
     "A readable axis label: the last part of a long hub id, wrapped."
     import textwrap
@@ -48,6 +51,7 @@ def tick_name(name: str, width: int = 22) -> str:
     if len(name) > width and "/" in name: name = name.rsplit("/", 1)[-1]
     return textwrap.fill(name, width)
 
+# %% ../nbs/31_figures.ipynb #5867e251
 def _empty(msg: str):
     fig, ax = plt.subplots(figsize=(6, 1.5))
     ax.text(0.5, 0.5, msg, ha="center", va="center"); ax.set_axis_off()
@@ -107,6 +111,7 @@ def _pooled(agreement: pd.DataFrame) -> pd.DataFrame:
         if col in a: a = a[a[col] == ALL]
     return a
 
+# %% ../nbs/31_figures.ipynb #04eab473
 def kappa_heatmap(agreement: pd.DataFrame, judges=None):
     "Symmetric heatmap of Cohen's κ between all judges (humans included), pooled stratum; undefined cells 'n/a'."
     require_columns(agreement, ["judge_a", "judge_b", "kappa"], "agreement table")
@@ -128,6 +133,7 @@ def kappa_heatmap(agreement: pd.DataFrame, judges=None):
     ax.tick_params(axis="x", rotation=45); ax.tick_params(axis="y", rotation=0)
     return fig
 
+# %% ../nbs/31_figures.ipynb #a571aed3
 def human_agreement_plot(agreement: pd.DataFrame, human_judges):
     "κ (with bootstrap 95% CI) of each judge against each human annotator, pooled stratum."
     require_columns(agreement, ["judge_a", "judge_b", "kappa", "kappa_ci_low", "kappa_ci_high"], "agreement table")

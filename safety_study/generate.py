@@ -20,6 +20,7 @@ __all__ = ['CHATML_TEMPLATE', 'strip_think', 'tiny_chat_model', 'resolve_stop_id
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _OPEN_THINK = re.compile(r"<think>.*\Z", re.DOTALL | re.IGNORECASE)
 
+# %% ../nbs/20_generate.ipynb #5abe5380
 def strip_think(text: str) -> str:
     "The text with `<think>…</think>` blocks (and an unclosed trailing `<think>…`) removed, whitespace trimmed."
     if not isinstance(text, str): return text
@@ -33,6 +34,7 @@ CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
+# %% ../nbs/20_generate.ipynb #5f2cc9a3
 def tiny_chat_model(seed: int = 0, vocab_size: int = 320, hidden_size: int = 32, n_layers: int = 2):
     "A randomly initialised tiny Llama and its byte-level BPE chat tokenizer, built offline (for tests and benchmarks)."
     import torch
@@ -99,6 +101,7 @@ def generate_ids(model, rows: list[list[int]], *, pad_id: int, stops: list[int],
         res.append((row[:cut + 1], True) if cut is not None else (row, False))
     return res
 
+# %% ../nbs/20_generate.ipynb #91e30102
 def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_tokens: int = 256,
                        min_new_tokens: int | None = None, batch_size: int = 16, system_prompt: str | None = None,
                        progress: bool = True, chat_template_kwargs: dict | None = None,
@@ -175,6 +178,7 @@ def answer_logprobs(model, tokenizer, prompts, responses, *, system_prompt=None,
                 if k: out[i] = float(logp[j, L - k - 1:L - 1].gather(-1, b["input_ids"][j, L - k:, None]).sum())
     return pd.DataFrame(dict(logprob=out, n_tokens=[len(a) for a in ans]))
 
+# %% ../nbs/20_generate.ipynb #25b75e6b
 def perplexity(model, tokenizer, prompts, responses, **kw) -> float:
     "Token-weighted perplexity of `model` on the answers `responses` to `prompts`."
     lp = answer_logprobs(model, tokenizer, prompts, responses, **kw)

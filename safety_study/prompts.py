@@ -22,6 +22,7 @@ __all__ = ['log', 'FORMATS', 'DIRECTION', 'EVAL', 'is_english', 'normalise_text'
 # %% ../nbs/01_prompts.ipynb #c993fb91
 FORMATS = (".txt", ".csv", ".parquet", ".json", ".jsonl")
 
+# %% ../nbs/01_prompts.ipynb #068f639e
 def _read_raw(path: Path, text_column: str) -> pd.DataFrame:
     "Read a prompt file into a DataFrame with at least the column `text_column`."
     suffix = path.suffix.lower()
@@ -53,10 +54,12 @@ do does did how what why when where which who whom whose can could would should 
 i you he she it we they me my your his her its our their this that these those not no yes please there
 here about into than then so some any all each more most other such only own same too very just""".split())
 
+# %% ../nbs/01_prompts.ipynb #28ab2158
 def _is_latin(ch: str) -> bool:
     try: return unicodedata.name(ch).startswith("LATIN")
     except ValueError: return False
 
+# %% ../nbs/01_prompts.ipynb #0ac77e82
 def is_english(text: str, min_latin: float = 0.9) -> bool:
     "Heuristic, offline English check: mostly Latin letters, and function words in longer texts."
     letters = [c for c in text if c.isalpha()]
@@ -65,10 +68,12 @@ def is_english(text: str, min_latin: float = 0.9) -> bool:
     words = re.findall(r"[a-z']+", text.lower())
     return len(words) < 6 or any(w in _EN_WORDS for w in words)
 
+# %% ../nbs/01_prompts.ipynb #528800c3
 def normalise_text(text) -> str:
     "Collapse every run of whitespace into one space and strip the ends."
     return " ".join(str(text).split())
 
+# %% ../nbs/01_prompts.ipynb #76dd4da7
 def prompt_id(text: str) -> str:
     "Stable id of a prompt: a short sha256 of its normalised text."
     return stable_hash(normalise_text(text))
@@ -119,6 +124,7 @@ def load_prompts(path, label: str | None = None, *, text_column: str = "text", l
 # %% ../nbs/01_prompts.ipynb #6f49f892
 DIRECTION, EVAL = "direction", "eval"
 
+# %% ../nbs/01_prompts.ipynb #1bc183e6
 def split_prompts(prompts: pd.DataFrame, n_direction: int, n_eval: int, seed: int = 0,
                   labels=LABELS) -> pd.DataFrame:
     "Per label, a seeded draw of `n_direction` direction prompts and `n_eval` disjoint eval prompts (column `split`)."

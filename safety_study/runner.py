@@ -24,6 +24,7 @@ __all__ = ['VALIDATION', 'EXECUTORS', 'study_prompts', 'model_fingerprint', 'kl_
 # %% ../nbs/40_runner.ipynb #efeed809
 VALIDATION = "validation"
 
+# %% ../nbs/40_runner.ipynb #a46129a9
 def study_prompts(settings: dict, seed: int = 0, n_validation: int = 0, base=None) -> pd.DataFrame:
     "The prompt table of a study with `split` ∈ {direction, validation, eval}, per class."
     s = dict(settings)
@@ -93,6 +94,7 @@ class CheckpointResult:
     notebook: str | None = None
     error: str | None = None
 
+# %% ../nbs/40_runner.ipynb #464a8f36
 def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
     "papermill parameters of `checkpoint.ipynb` for checkpoint `name`."
     d = to_dict(cfg)
@@ -104,6 +106,7 @@ def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
                 judges=[{"name": j["name"], **j["options"]} for j in d["judges"]], seed=cfg.seed,
                 device=cfg.device, dtype=cfg.dtype, base_dir=str(base) if base else None)
 
+# %% ../nbs/40_runner.ipynb #48869a83
 def is_complete(folder, config_hash: str | None = None) -> bool:
     "A checkpoint folder is complete when its manifest says so (and matches `config_hash` if given)."
     m = Path(folder) / "manifest.json"
@@ -112,6 +115,7 @@ def is_complete(folder, config_hash: str | None = None) -> bool:
     except json.JSONDecodeError: return False
     return bool(info.get("complete")) and (config_hash is None or info.get("config_hash") == config_hash)
 
+# %% ../nbs/40_runner.ipynb #3e30d96c
 def resume_source(run_dir, name: str, config_hash: str) -> Path | None:
     "The newest unfinished (killed or failed) run of checkpoint `name` with the same settings, to resume from."
     run_dir = Path(run_dir)
@@ -119,6 +123,7 @@ def resume_source(run_dir, name: str, config_hash: str) -> Path | None:
              if (p / "config_hash").exists() and (p / "config_hash").read_text().strip() == config_hash]
     return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
 
+# %% ../nbs/40_runner.ipynb #197bb9a1
 def run_checkpoint(run_dir, name: str, parameters: dict, config_hash: str, kernel_name: str = "python3",
                    timeout: int | None = None, progress: bool = True) -> CheckpointResult:
     "Execute `checkpoint.ipynb` for one checkpoint into `run_dir/name`, atomically."
@@ -160,6 +165,7 @@ def run_checkpoint(run_dir, name: str, parameters: dict, config_hash: str, kerne
     for stale in run_dir.glob(f".tmp-{name}-*"): shutil.rmtree(stale, ignore_errors=True)  # killed runs, now superseded
     return CheckpointResult(name, "done", seconds, str(final), str(final / "checkpoint.ipynb"))
 
+# %% ../nbs/40_runner.ipynb #fb10e5b2
 def run_checkpoint_job(run_dir: str, name: str, parameters: dict, config_hash: str, kernel_name: str = "python3") -> dict:
     "Picklable job body for submitit: run one checkpoint, return its result as a dict."
     return asdict(run_checkpoint(run_dir, name, parameters, config_hash, kernel_name, progress=False))
@@ -190,11 +196,13 @@ def run_panel(cfg: StudyConfig, rdir, progress: bool = True) -> list[Path]:
 # %% ../nbs/40_runner.ipynb #3b1daab0
 EXECUTORS = ("local", "slurm", "submitit-local")
 
+# %% ../nbs/40_runner.ipynb #ffe28b43
 def _study_json(cfg: StudyConfig) -> dict:
     return {"name": cfg.name, "checkpoints": [{"name": c.name, "model": c.model, "group": c.group, "pair": c.pair}
                                               for c in cfg.checkpoints],
             "headline_judge": cfg.headline_judge, "human_judges": list(cfg.human_judges), "config": to_dict(cfg)}
 
+# %% ../nbs/40_runner.ipynb #6183e785
 def _submitit_executor(cfg: StudyConfig, folder: Path, cluster: str):
     import submitit
     ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
@@ -207,6 +215,7 @@ def _submitit_executor(cfg: StudyConfig, folder: Path, cluster: str):
     ex.update_parameters(**params)
     return ex
 
+# %% ../nbs/40_runner.ipynb #1f3ffd24
 def run_study(config, *, only=None, executor: str = "local", force: bool = False, wait: bool = True,
               aggregate: bool = True, figures_dir=None, out=None, kernel_name: str = "python3",
               progress: bool = True) -> pd.DataFrame:
@@ -298,6 +307,7 @@ def _print_table(df: pd.DataFrame):
     if "seconds" in show: show["seconds"] = show["seconds"].map(lambda s: "" if s is None or pd.isna(s) else f"{s:.1f}")
     print(show.fillna("").to_string(index=False))
 
+# %% ../nbs/40_runner.ipynb #ab01946b
 def _cmd_run(args) -> int:
     cfg = load_config(args.config)
     t0 = time.time()
@@ -313,12 +323,14 @@ def _cmd_run(args) -> int:
               f"\nnotebooks: {rdir}/<checkpoint>/checkpoint.html, {agg / 'aggregate.html'}")
     return 1 if (table["status"] == "failed").any() else 0
 
+# %% ../nbs/40_runner.ipynb #0fa9e4a4
 def _cmd_status(args) -> int:
     table = study_status(args.run_dir)
     _print_table(table)
     if table.attrs.get("aggregate"): print(f"\naggregate: {table.attrs['aggregate']}")
     return 1 if (table["status"] == "failed").any() else 0
 
+# %% ../nbs/40_runner.ipynb #fff9e890
 def add_cli(sub):
     "Add the `run` and `status` sub-commands."
     p = sub.add_parser("run", help="run (or resume) a study: every checkpoint, then the aggregate")
