@@ -19,7 +19,7 @@ from .prompts import DIRECTION, EVAL, default_prompts, load_prompts, split_promp
 # %% auto #0
 __all__ = ['VALIDATION', 'EXECUTORS', 'study_prompts', 'model_fingerprint', 'kl_divergence', 'CheckpointResult',
            'checkpoint_parameters', 'is_complete', 'resume_source', 'run_checkpoint', 'run_checkpoint_job', 'run_panel',
-           'run_study', 'study_status', 'add_cli']
+           'run_study', 'study_status', 'stage_times', 'add_cli']
 
 # %% ../nbs/40_runner.ipynb #efeed809
 VALIDATION = "validation"
@@ -308,6 +308,16 @@ def _print_table(df: pd.DataFrame):
     print(show.fillna("").to_string(index=False))
 
 # %% ../nbs/40_runner.ipynb #ab01946b
+def stage_times(run_dir, names) -> pd.DataFrame:
+    "Seconds each stage took per checkpoint (from result.json): one row per checkpoint."
+    rows = []
+    for n in names:
+        f = Path(run_dir) / n / "result.json"
+        if f.exists():
+            r = json.loads(f.read_text())
+            rows.append({"name": n, **{k: round(v, 1) for k, v in r.get("timings_s", {}).items()}, "total": r.get("total_s")})
+    return pd.DataFrame(rows)
+
 def _cmd_run(args) -> int:
     cfg = load_config(args.config)
     t0 = time.time()
@@ -316,6 +326,8 @@ def _cmd_run(args) -> int:
     rdir = Path(table.attrs["run_dir"])
     print(f"\nstudy {cfg.name}: {len(table)} checkpoint(s) in {time.time() - t0:.1f} s")
     _print_table(table)
+    times = stage_times(rdir, table.name[table.status == "done"])
+    if len(times): print("\nseconds per stage:\n" + times.fillna("").to_string(index=False))
     agg = rdir / "aggregate"
     if (agg / "report.md").exists():
         print(f"\nreport:    {agg / 'report.md'}\nfigures:   {agg / 'figures'}" +

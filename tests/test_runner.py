@@ -168,3 +168,5 @@ def test_paper_mode_checkpoint_follows_the_reference(tmp_path, tiny_models):
     r = d.direction(d.n_layers, -1, bf16=True)
     ref = (d.harmful_mean[-1, -1] - d.harmless_mean[-1, -1]).bfloat16()
     assert torch.equal(r, (ref / ref.norm()).float())
+    times = runner.stage_times(out.parent, ["m0"])
+    assert {"directions", "selection", "generate_original", "judges", "total"} <= set(times.columns) and len(times) == 1
