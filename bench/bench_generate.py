@@ -1,26 +1,22 @@
-"""Generating 100 responses: length-bucketed batched greedy generation vs the reference method (batch 2, input order)."""
-import os, time
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import torch
-torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+"""Generating 100 responses: length-bucketed batched greedy generation vs the reference method (batch 2, input order).
 
-from safety_study.generate import generate_responses
-from safety_study.prompts import default_prompts
+Prints `generate_100: <ratio>x (ours <s>, reference <s>)` (goal ≥ 5x) and how many responses are identical.
+`--model` takes a .gguf file (default: the toy judge checkpoint); $BENCH_MAX_NEW_TOKENS and $BENCH_BATCH set the
+response length (64) and our batch size (50)."""
+import os
+import time
+import warnings
 
+import _models
+
+warnings.filterwarnings("ignore")
 MAX_NEW = int(os.environ.get("BENCH_MAX_NEW_TOKENS", "64"))
 BATCH = int(os.environ.get("BENCH_BATCH", "50"))
 
 
-def load_model():
-    "The shipped toy checkpoint (the same model both methods run)."
-    from safety_study import toy
-    name = toy.judge_checkpoint()
-    model, tok = toy.load_checkpoint(name)
-    return model, tok, f"toy checkpoint {name}"
-
-
-def reference(model, tok, prompts, batch_size=2):
+def reference(model, tok, prompts, batch_size=2, max_new=MAX_NEW):
     "The reference study's loop: batches of 2 in input order, tokenizer padding, full decode, template cut off after."
+    import torch
     tok.padding_side = "left"
     out = []
     for i in range(0, len(prompts), batch_size):
@@ -28,24 +24,31 @@ def reference(model, tok, prompts, batch_size=2):
                  for p in prompts[i:i + batch_size]]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            g = model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False, pad_token_id=tok.pad_token_id,
+            g = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id,
                                eos_token_id=tok.eos_token_id)
         out += tok.batch_decode(g[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     return out
 
 
 def main():
-    model, tok, what = load_model()
+    from safety_study import toy
+    p = _models.parser(__doc__, model=f"toy:{toy.judge_checkpoint()}")
+    args = p.parse_args()
+    model, tok, _, what, load = _models.setup(args)
+    from safety_study.generate import generate_responses
+    from safety_study.prompts import default_prompts
     prompts = default_prompts().head(100).reset_index(drop=True)
     plist = prompts["prompt"].tolist()
-    reference(model, tok, plist[:4]); generate_responses(model, tok, prompts.head(4), progress=False)  # warm-up
+    reference(model, tok, plist[:4], max_new=8); generate_responses(model, tok, prompts.head(4), max_new_tokens=8,
+                                                                     progress=False)  # warm-up
     t = time.perf_counter(); ref = reference(model, tok, plist); t_ref = time.perf_counter() - t
     t = time.perf_counter()
     ours = generate_responses(model, tok, prompts, max_new_tokens=MAX_NEW, batch_size=BATCH, progress=False)
     t_ours = time.perf_counter() - t
     same = sum(a == b for a, b in zip(ours["raw_response"], ref))
-    print(f"# {what}; {len(plist)} prompts; max_new_tokens={MAX_NEW}; ours batch {BATCH} length-bucketed, "
-          f"reference batch 2 in input order; identical responses {same}/{len(plist)}")
+    print(f"# {what}, loaded in {load:.1f}s; {len(plist)} prompts; max_new_tokens={MAX_NEW}; ours batch {BATCH} "
+          f"length-bucketed, reference batch 2 in input order; identical responses {same}/{len(plist)}; "
+          f"ours stopped at EOS {int((ours.finish == 'eos').sum())}/{len(plist)}")
     print(f"generate_100: {t_ref / t_ours:.1f}x (ours {t_ours:.2f}s, reference {t_ref:.2f}s)")
 
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_selection.ipynb #c950f99d
 from __future__ import annotations
-import dataclasses, hashlib, json, math
+import dataclasses, hashlib, json, math, warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +14,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import StudyError, atomic_path, stable_hash
+from .arch import get_arch
 from .models import chat_token_rows, model_device, pad_id_of, pad_left
 from .edits import EditSpec, ablation_hooks, addition_hooks
 from .directions import Directions
 
 # %% auto #0
-__all__ = ['REFUSAL_OPENERS', 'TABLE_META', 'refusal_token_ids', 'refusal_score', 'PromptBatches', 'last_logprobs',
-           'learn_refusal_tokens', 'SelectionSpec', 'Validation', 'score_candidate', 'selection_fingerprint',
-           'write_selection_table', 'read_selection_table', 'apply_filters', 'select_direction']
+__all__ = ['REFUSAL_OPENERS', 'TABLE_META', 'PACKED_TOL', 'refusal_token_ids', 'refusal_score', 'PromptBatches', 'last_logprobs',
+           'learn_refusal_tokens', 'common_prefix', 'PackedPrompts', 'LayerCache', 'SelectionSpec', 'Validation',
+           'score_candidate', 'selection_fingerprint', 'write_selection_table', 'read_selection_table', 'apply_filters',
+           'select_direction']
 
 # %% ../nbs/13_selection.ipynb #1d7c7c47
 REFUSAL_OPENERS = ("I", "Sorry", "As", "Unfortunately", "I'm", "I cannot", "I can't", "My apologies", "Apologies")
@@ -84,6 +86,110 @@ def learn_refusal_tokens(model, tokenizer, harmful, harmless, *, top: int = 3, b
                                  "refusal_tokens explicitly")
     return ids
 
+# %% ../nbs/13_selection.ipynb #cc88a6d9
+def common_prefix(rows) -> int:
+    "Length of the token prefix all rows share, leaving every row at least one token of its own."
+    if not rows: return 0
+    first, k, n = rows[0], 0, min(len(r) for r in rows) - 1
+    while k < n and all(r[k] == first[k] for r in rows): k += 1
+    return k
+
+class PackedPrompts:
+    """Chat prompts packed into rows of at most `per_row`: the prompts' common token prefix once, then each prompt's
+    own tokens, which attend to the prefix and to themselves only. `groups` (sizes) keeps groups in separate rows."""
+    def __init__(self, tokenizer, prompts, per_row: int = 16, system_prompt=None, chat_template=None, device="cpu",
+                 groups=None):
+        rows = chat_token_rows(tokenizer, list(prompts), system_prompt, chat_template)
+        groups = list(groups) if groups is not None else [len(rows)]
+        if sum(groups) != len(rows): raise StudyError(f"groups {groups} do not add up to the {len(rows)} prompts")
+        self.n, self.prefix = len(rows), common_prefix(rows)
+        pre = rows[0][:self.prefix] if rows else []
+        self.packs, start = [], 0
+        for g in groups:
+            for s in range(start, start + g, per_row):
+                self.packs.append(self._pack(rows, list(range(s, min(s + per_row, start + g))), pre, device))
+            start += g
+        self._masks = {}
+
+    def _pack(self, rows, index, pre, device) -> dict:
+        P = len(pre)
+        ids, pos, seg, last = list(pre), list(range(P)), [-1] * P, []
+        for j, i in enumerate(index):
+            own = rows[i][P:]
+            ids += own; pos += range(P, P + len(own)); seg += [j] * len(own); last.append(len(ids) - 1)
+        seg = torch.tensor(seg)
+        allowed = torch.ones(len(ids), len(ids), dtype=torch.bool).tril() & ((seg[None] == -1) | (seg[:, None] == seg[None]))
+        return dict(input_ids=torch.tensor([ids], device=device), position_ids=torch.tensor([pos], device=device),
+                    allowed=allowed.to(device), last=torch.tensor(last, device=device), index=index)
+
+    def __len__(self): return self.n
+
+    def inputs(self, k: int, dtype) -> dict:
+        "Model inputs of row k: ids, position ids and the additive 4-D mask (0 where attended) in `dtype`."
+        p = self.packs[k]
+        if (k, dtype) not in self._masks:
+            m = torch.zeros(p["allowed"].shape, dtype=dtype, device=p["allowed"].device)
+            self._masks[k, dtype] = m.masked_fill_(~p["allowed"], torch.finfo(dtype).min)[None, None]
+        return dict(input_ids=p["input_ids"], position_ids=p["position_ids"], attention_mask=self._masks[k, dtype])
+
+# %% ../nbs/13_selection.ipynb #1157bead
+def _hidden(out): return out if torch.is_tensor(out) else out[0]
+
+class LayerCache:
+    """The unedited model's input to every decoder layer and to the final norm on packed rows, with the arguments
+    each layer was called with, so that a forward can start again at any layer."""
+    def __init__(self, model, packed: PackedPrompts):
+        arch = get_arch(model)
+        if arch.final_norm is None: raise StudyError(f"{arch.model_type}: no final norm found; LayerCache needs it")
+        self.model, self.packed, self.n_layers = model, packed, arch.n_layers
+        self.layers = model.get_submodule(arch.layers_path)
+        self.norm, self.head = model.get_submodule(arch.final_norm), model.get_output_embeddings()
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.softcap = getattr(cfg, "final_logit_softcapping", None)
+        self.dtype = model.get_input_embeddings().weight.dtype
+        self.rows = [self._capture(k) for k in range(len(packed.packs))]
+
+    @torch.no_grad()
+    def _capture(self, k):
+        states, calls, handles = {}, {}, []
+        def pre(i):
+            def f(mod, args, kwargs):
+                states[i] = args[0] if args else kwargs["hidden_states"]
+                calls[i] = (tuple(args[1:]), kwargs) if args else ((), {a: v for a, v in kwargs.items() if a != "hidden_states"})
+            return f
+        for i, layer in enumerate(self.layers): handles.append(layer.register_forward_pre_hook(pre(i), with_kwargs=True))
+        def fin(mod, args): states[self.n_layers] = args[0]
+        handles.append(self.norm.register_forward_pre_hook(fin))
+        try: self.model(**self.packed.inputs(k, self.dtype), use_cache=False, logits_to_keep=1)
+        finally:
+            for h in handles: h.remove()
+        return [states[i] for i in range(self.n_layers + 1)], [calls[i] for i in range(self.n_layers)]
+
+    @torch.no_grad()
+    def logits(self, k: int, start: int | None) -> torch.Tensor:
+        "Logits at the last token of each prompt of row k, from a forward that starts at layer `start` (None: the whole model)."
+        p = self.packed.packs[k]
+        if start is None:
+            return self.model(**self.packed.inputs(k, self.dtype), use_cache=False, logits_to_keep=p["last"]).logits[0]
+        states, calls = self.rows[k]
+        h = states[start]
+        for i in range(start, self.n_layers):
+            args, kw = calls[i]
+            h = _hidden(self.layers[i](h, *args, **kw))
+        x = self.head(self.norm(h[:, p["last"]]))[0]
+        return torch.tanh(x / self.softcap) * self.softcap if self.softcap else x
+
+    def logprobs(self, start: int | None, rows=None) -> torch.Tensor:
+        "fp64 first-token log-probabilities of the prompts of consecutive `rows` (default all), in prompt order."
+        rows = range(len(self.packed.packs)) if rows is None else rows
+        out, index = [], []
+        for k in rows:
+            out.append(torch.log_softmax(self.logits(k, start).double(), -1).cpu()); index += self.packed.packs[k]["index"]
+        out, index = torch.cat(out), torch.tensor(index)
+        res = torch.empty_like(out)
+        res[index - index.min()] = out
+        return res
+
 # %% ../nbs/13_selection.ipynb #0cd8e235
 @dataclass(frozen=True)
 class SelectionSpec:
@@ -96,6 +202,7 @@ class SelectionSpec:
     refusal_tokens: tuple | str | None = None  # None: REFUSAL_OPENERS; "learn"; or token ids / strings
     relax: bool = False                     # when nothing passes, drop induce, then KL, then the layer limit
     batch_size: int = 16
+    packed: bool = True                     # packed rows + layer replay (same scores; False: plain batched forwards)
 
     def __post_init__(self):
         for k in ("positions", "refusal_tokens"):
@@ -117,9 +224,20 @@ class Validation:
     n_harmful: int
     tok_ids: list
     base: torch.Tensor           # (n_harmful + n_harmless, vocab)
+    fast: LayerCache | None = None   # packed rows (harmful rows, then harmless rows) with the unedited layer inputs
+    harmless_rows: list = dataclasses.field(default_factory=list)
+    start: int | None = None     # first layer the edit changes; None: the embeddings (run the whole model)
 
     @property
     def base_harmless(self): return self.base[self.n_harmful:]
+
+    def ablated(self, model) -> torch.Tensor:
+        "Log-probabilities of all prompts (harmful, then harmless), under whatever hooks are on `model`."
+        return self.fast.logprobs(self.start) if self.fast is not None else self.both.logprobs(model)
+
+    def induced(self, model, layer: int) -> torch.Tensor:
+        "Log-probabilities of the harmless prompts when only the inputs of layers ≥ `layer` can change."
+        return self.fast.logprobs(layer, self.harmless_rows) if self.fast is not None else self.harmless.logprobs(model)
 
 def score_candidate(model, dirs: Directions, layer: int, position: int, val: Validation, edit: EditSpec) -> dict:
     "diff norm, bypass, induce and harmless KL of one candidate (NaN scores where the difference is zero)."
@@ -128,12 +246,12 @@ def score_candidate(model, dirs: Directions, layer: int, position: int, val: Val
                induce_score=math.nan, kl=math.nan)
     if not torch.isfinite(diff.norm()) or diff.norm() == 0: return row
     with ablation_hooks(model, diff / diff.norm(), edit):
-        lp = val.both.logprobs(model)
+        lp = val.ablated(model)
     row["bypass_score"] = float(refusal_score(lp[:val.n_harmful], val.tok_ids).mean())
     bh = val.base_harmless
     row["kl"] = float((bh.exp() * (bh - lp[val.n_harmful:])).sum(-1).mean())
     with addition_hooks(model, diff, layer):
-        row["induce_score"] = float(refusal_score(val.harmless.logprobs(model), val.tok_ids).mean())
+        row["induce_score"] = float(refusal_score(val.induced(model, layer), val.tok_ids).mean())
     return row
 
 # %% ../nbs/13_selection.ipynb #fd109832
@@ -147,7 +265,7 @@ def selection_fingerprint(dirs: Directions, harmful_val, harmless_val, tok_ids, 
     means = h.hexdigest()[:16]
     return dict(directions=means, n_layers=dirs.n_layers, positions=dirs.positions,
                 prompts=stable_hash([list(harmful_val), list(harmless_val)], 16), refusal_tokens=list(map(int, tok_ids)),
-                selection=spec.to_dict(), edit=edit.to_dict(), chat=chat)
+                selection={k: v for k, v in spec.to_dict().items() if k != "packed"}, edit=edit.to_dict(), chat=chat)
 
 def write_selection_table(scores: pd.DataFrame, path, meta: dict):
     "Write the selection table (parquet) with its metadata, atomically."
@@ -192,20 +310,43 @@ def apply_filters(scores: pd.DataFrame, spec: SelectionSpec, n_layers: int):
     relaxed = None
     if not ok.any() and spec.relax:
         finite, layer = filters[0][1], filters[1][1]
-        for relaxed, cand in (("induce", finite & layer & filters[2][1]), ("induce, kl", finite & layer),
+        for dropped, cand in (("induce", finite & layer & filters[2][1]), ("induce, kl", finite & layer),
                               ("induce, kl, layer", finite)):
-            if cand.any(): ok = cand; break
+            if cand.any(): ok, relaxed = cand, dropped; break
     return ok, killer, relaxed
 
 # %% ../nbs/13_selection.ipynb #b6bdc444
-def _validation(model, tokenizer, harmful_val, harmless_val, spec, chat) -> Validation:
+def _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit=EditSpec()) -> Validation:
     if spec.refusal_tokens == "learn":
         tok_ids = learn_refusal_tokens(model, tokenizer, harmful_val, harmless_val, batch_size=spec.batch_size, **chat)
     else: tok_ids = refusal_token_ids(tokenizer, spec.refusal_tokens or REFUSAL_OPENERS)
     dev = model_device(model)
-    both = PromptBatches(tokenizer, list(harmful_val) + list(harmless_val), spec.batch_size, device=dev, **chat)
+    prompts = list(harmful_val) + list(harmless_val)
+    both = PromptBatches(tokenizer, prompts, spec.batch_size, device=dev, **chat)
     harmless = PromptBatches(tokenizer, harmless_val, spec.batch_size, device=dev, **chat)
-    return Validation(both, harmless, len(harmful_val), tok_ids, both.logprobs(model))
+    val = Validation(both, harmless, len(harmful_val), tok_ids, both.logprobs(model))
+    if spec.packed: _use_packed(model, tokenizer, val, prompts, spec, chat, edit)
+    return val
+
+PACKED_TOL = {torch.float64: 1e-3, torch.float32: 1e-3}   # other dtypes: 0.25 (half-precision rounding)
+
+def _use_packed(model, tokenizer, val, prompts, spec, chat, edit):
+    "Switch `val` to packed rows and layer replay if they reproduce the plain forward on the unablated model."
+    why = None
+    try:
+        packed = PackedPrompts(tokenizer, prompts, spec.batch_size, device=model_device(model),
+                               groups=[val.n_harmful, len(prompts) - val.n_harmful], **chat)
+        fast = LayerCache(model, packed)
+        diff = float((fast.logprobs(0) - val.base).abs().max())
+        tol = PACKED_TOL.get(fast.dtype, 0.25)
+        if not diff <= tol: why = f"its log-probabilities differ from the plain forward's by {diff:.1e} (> {tol:g})"
+    except Exception as e: why = f"it failed ({type(e).__name__}: {str(e)[:200]})"
+    if why is not None:
+        warnings.warn(f"{model.config.model_type}: packed prompts with layer replay do not fit this model: {why}; "
+                      "scoring with plain batched forwards instead (same scores, slower)", stacklevel=4)
+        return
+    val.fast, val.start = fast, (None if edit.embeddings else int(edit.skip_begin))
+    val.harmless_rows = [k for k, p in enumerate(packed.packs) if p["index"][0] >= val.n_harmful]
 
 def _chosen(scores, val, relaxed) -> dict:
     c = scores[scores.chosen].iloc[0]
@@ -236,7 +377,7 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     direction with exactly `edit`. `chat`: system_prompt / chat_template. `table`: the parquet file each scored
     candidate is written to at once, and resumed from."""
     chat = {k: v for k, v in (chat or {}).items() if k in ("system_prompt", "chat_template")}
-    val = _validation(model, tokenizer, harmful_val, harmless_val, spec, chat)
+    val = _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit)
     meta = selection_fingerprint(dirs, harmful_val, harmless_val, val.tok_ids, spec, edit, chat)
     done = _resume(table, meta)
     rows = [] if done is None else done.to_dict("records")
@@ -250,7 +391,7 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     ok, killer, relaxed = apply_filters(scores, spec, dirs.n_layers)
     scores["passes"], scores["chosen"] = ok, False
     if ok.any(): scores.loc[scores[ok].bypass_score.idxmin(), "chosen"] = True
-    scores.attrs.update(meta=meta, resumed=len(have))
+    scores.attrs.update(meta=meta, resumed=len(have), scoring="packed" if val.fast is not None else "plain")
     if table is not None: write_selection_table(scores, table, meta)
     if not ok.any(): raise _no_pass_error(scores, killer, spec, table)
     return dict(_chosen(scores, val, relaxed), edit=edit.to_dict(), resumed=len(have)), scores

@@ -7,7 +7,7 @@ import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
 from safety_study import metrics as M
-from safety_study.core import ITEM_KEYS, NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError
+from safety_study.core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError
 from safety_study.importers import read_user_study
 
 FIX = Path(__file__).parent / "fixtures"
@@ -51,7 +51,7 @@ def test_single_class_stratum_is_undefined_not_zero():
     j = annotators()
     # harmless stratum: both annotators said NON_REFUSAL on items 6-9 but b refused item 10 -> defined;
     # make a stratum where both agree on one class only
-    j = j[~((j.prompt_id == "10"))]
+    j = j[~(j.prompt_id == "10")]
     a = M.pair_agreement(j, n_boot=200)
     row = a[(a.label == "harmless") & (a.variant == "original")].iloc[0]
     assert np.isnan(row.kappa) and row.kappa != 0

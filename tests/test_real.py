@@ -1,0 +1,306 @@
+"""The real checkpoint, offline: SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, tied embeddings, a chat template
+with a default system turn) from its Q4_1 GGUF, end to end — conversion, bad files, directions, selection and its
+resume, the weight edit against the hooks, generation with the real template, and the `abliterate` command.
+
+`make test-real` runs these (`pytest -m real`); the GGUF comes from `make fetch-smollm2`. The module converts the GGUF
+once into a fresh cache folder and every test uses that conversion."""
+import copy
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from safety_study import abliterate, cli, selection
+from safety_study.abliterate import check_equivalence, residual_check
+from safety_study.core import StudyError, file_sha256
+from safety_study.directions import Directions, compute_directions
+from safety_study.edits import LEFTOVER_TOL, EditSpec, abliterate_model, edit_plan
+from safety_study.generate import generate_responses
+from safety_study.models import check_gguf, load_causal_lm, load_tokenizer, model_path
+from safety_study.prompts import default_prompts, split_prompts
+from safety_study.selection import SelectionSpec, read_selection_table, select_direction
+
+pytestmark = pytest.mark.real
+torch.set_num_threads(1)
+N_LAYERS, HIDDEN = 30, 576
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    "A fresh, empty conversion cache ($SAFETY_STUDY_CACHE) for the whole module."
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAFETY_STUDY_CACHE", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def converted(cache, smollm2_gguf):
+    "The GGUF converted once, through the cache path that `load_causal_lm` takes."
+    assert not (cache / "gguf").exists()
+    return Path(model_path(str(smollm2_gguf)))
+
+
+@pytest.fixture(scope="module")
+def smol(converted):
+    "(model, tokenizer) of the converted folder, fp32 on the CPU."
+    model, tok = load_causal_lm(converted, dtype="float32", device="cpu")
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def split():
+    "(harmful, harmless, harmful_val, harmless_val) from the default prompts, seeded as the command draws them."
+    sp = split_prompts(default_prompts(), 16, 8, seed=0)
+    get = lambda s, lab: sp[(sp.split == s) & (sp.label == lab)].prompt.tolist()  # noqa: E731
+    return get("direction", "harmful"), get("direction", "harmless"), get("eval", "harmful"), get("eval", "harmless")
+
+
+@pytest.fixture(scope="module")
+def dirs(smol, split):
+    model, tok = smol
+    return compute_directions(model, tok, split[0], split[1], progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- GGUF conversion
+
+def test_gguf_conversion_manifest_and_plain_reload(converted, cache, smollm2_gguf):
+    folder = converted
+    assert str(folder).startswith(str(cache / "gguf"))
+    sha = file_sha256(smollm2_gguf)
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["gguf_sha256"] == sha and folder.name.endswith(sha[:12])
+    assert man["architecture"] == "llama" and man["dtype"] == "float32" and man["gguf_file"] == smollm2_gguf.name
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    # the converted folder is an ordinary checkpoint: plain transformers loads it, no gguf involved
+    m = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(folder)
+    cfg = m.config
+    assert (cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size) == ("llama", N_LAYERS, HIDDEN)
+    assert not hasattr(cfg, "quantization_config")
+    assert m.get_output_embeddings().weight is m.get_input_embeddings().weight  # tied, as in the GGUF
+    assert 130e6 < sum(p.numel() for p in m.parameters()) < 140e6
+    assert "<|im_start|>" in tok.chat_template
+    # a second request finds the conversion by the file's hash and does not convert again
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert Path(model_path(str(smollm2_gguf))) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    assert [p.name for p in (cache / "gguf").iterdir()] == [folder.name]
+
+
+def test_gguf_tokenizer_matches_reference_tokens(smol):
+    _, tok = smol
+    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
+    # SmolLM2's template adds its default system turn and ends with the assistant header
+    assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert tok.padding_side == "left" and tok.pad_token_id is not None
+    assert tok.convert_ids_to_tokens(tok.eos_token_id) == "<|im_end|>"
+
+
+def test_bad_gguf_inputs(tmp_path, smollm2_gguf, cache):
+    truncated = tmp_path / "truncated.gguf"
+    with open(smollm2_gguf, "rb") as f: truncated.write_bytes(f.read(1 << 20))
+    with pytest.raises(StudyError, match="truncated or corrupt"): check_gguf(truncated)
+    with pytest.raises(StudyError, match="truncated or corrupt"): load_causal_lm(str(truncated))
+    foreign = tmp_path / "notes.gguf"
+    foreign.write_text("these are not model weights\n")
+    with pytest.raises(StudyError, match="not a GGUF file"): load_causal_lm(str(foreign))
+    with pytest.raises(StudyError, match="no GGUF file"): load_causal_lm(str(tmp_path / "missing.gguf"))
+    assert not any("truncated" in p.name or "notes" in p.name for p in (cache / "gguf").iterdir())  # nothing half-written
+
+
+# ---------------------------------------------------------------------------------------------- directions
+
+def test_directions_on_smollm2(smol, dirs, split, tmp_path):
+    model, tok = smol
+    assert dirs.harmful_mean.shape == (N_LAYERS + 1, 1, HIDDEN) and dirs.n_harmful == dirs.n_harmless == 16
+    assert torch.isfinite(dirs.harmful_mean).all() and torch.isfinite(dirs.harmless_mean).all()
+    assert dirs.meta["state_n"] == "pre-final-norm" and dirs.meta["model_type"] == "llama"
+    # the last prompt token is always "\n" after "assistant": layer 0 sees no difference
+    assert float(dirs.mean_diff(0).norm()) == 0.0
+    with pytest.raises(StudyError, match="zero"): dirs.direction(0)
+    norms = dirs.norms().set_index("layer").diff_norm
+    assert (norms.loc[1:] > 0).all() and norms.loc[N_LAYERS // 2] > norms.loc[1]
+    # batching does not change the means: one prompt at a time gives the same
+    one = compute_directions(model, tok, split[0][:3], split[1][:3], batch_size=1, progress=False)
+    many = compute_directions(model, tok, split[0][:3], split[1][:3], batch_size=16, progress=False)
+    scale = float(one.harmful_mean.abs().max())
+    assert float((one.harmful_mean - many.harmful_mean).abs().max()) <= 1e-5 * scale
+    # the direction of a middle layer separates held-out harmful from harmless prompts
+    layer = N_LAYERS // 2
+    held = compute_directions(model, tok, split[2], split[3], progress=False)
+    r = dirs.direction(layer).double()
+    assert float(held.harmful_mean[layer, -1] @ r) > float(held.harmless_mean[layer, -1] @ r)
+    # save → load round trip
+    back = Directions.load(dirs.save(tmp_path / "d.safetensors"))
+    assert torch.equal(back.harmful_mean, dirs.harmful_mean) and back.meta["model_type"] == "llama"
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+@pytest.fixture(scope="module")
+def packed_selection(smol, dirs, split):
+    "Selection over all 31 candidates with 8 + 8 validation prompts, packed scoring, no table."
+    model, tok = smol
+    chosen, scores = select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True),
+                                      progress=False)
+    return chosen, scores
+
+
+def test_packed_selection_equals_plain_forwards(smol, dirs, split, packed_selection):
+    model, tok = smol
+    chosen, scores = packed_selection
+    assert scores.attrs["scoring"] == "packed" and len(scores) == N_LAYERS + 1
+    plain_chosen, plain = select_direction(model, tok, dirs, split[2], split[3],
+                                           spec=SelectionSpec(relax=True, packed=False), progress=False)
+    assert plain.attrs["scoring"] == "plain"
+    finite = plain.bypass_score.notna()
+    assert finite.sum() == N_LAYERS                    # layer 0 has a zero difference: NaN scores, kept
+    assert scores.bypass_score.notna().equals(finite)
+    for c in ("bypass_score", "induce_score", "kl"):
+        assert float((scores[c] - plain[c]).abs().max()) <= 1e-4, c
+    assert (chosen["layer"], chosen["position"]) == (plain_chosen["layer"], plain_chosen["position"])
+    assert chosen["base_bypass"] == pytest.approx(plain_chosen["base_bypass"], abs=1e-9)
+
+
+def test_selection_resumes_after_a_failure(smol, dirs, split, packed_selection, tmp_path, monkeypatch):
+    model, tok = smol
+    _, full = packed_selection
+    table, real, calls = tmp_path / "selection.parquet", selection.score_candidate, []
+    def failing(*a, **kw):
+        if len(calls) == 5: raise RuntimeError("killed")
+        calls.append(a[2]); return real(*a, **kw)
+    monkeypatch.setattr(selection, "score_candidate", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True), table=table,
+                         progress=False)
+    kept, meta = read_selection_table(table)
+    assert sorted(kept.layer) == [0, 1, 2, 3, 4] and meta["n_layers"] == N_LAYERS
+    def counting(*a, **kw):
+        calls.append(a[2]); return real(*a, **kw)
+    monkeypatch.setattr(selection, "score_candidate", counting)
+    chosen, again = select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True), table=table,
+                                     progress=False)
+    assert calls[5:] == list(range(5, N_LAYERS + 1))   # only the missing candidates were scored
+    assert chosen["resumed"] == 5 and again.attrs["resumed"] == 5
+    cols = ["layer", "position", "diff_norm", "bypass_score", "induce_score", "kl", "passes", "chosen"]
+    pd.testing.assert_frame_equal(again[cols], full[cols], check_exact=True)
+    assert read_selection_table(table)[0]["chosen"].sum() == 1
+
+
+# ---------------------------------------------------------------------------------------------- the edit
+
+def _direction(dirs):
+    return dirs.direction(N_LAYERS // 2)
+
+
+def test_edit_leaves_nothing_of_the_direction(smol, dirs):
+    model, tok = smol
+    r = _direction(dirs)
+    m = copy.deepcopy(model)
+    report = abliterate_model(m, r, EditSpec())
+    assert len(report) == 2 * (N_LAYERS - 1) and set(report.kind) == {"attn", "mlp"}
+    assert report.leftover.max() <= LEFTOVER_TOL and (report.before > 0).all()
+    u = r.double() / r.double().norm()
+    before, after = dict(model.named_parameters()), dict(m.named_parameters())
+    for name, param, _, _, vdim, _, _ in edit_plan(model, r, EditSpec()):
+        W0, W1 = (d[f"{name}.{param}"].detach().double() for d in (before, after))
+        proj0, proj1 = (u @ W0 if vdim == 0 else W0 @ u), (u @ W1 if vdim == 0 else W1 @ u)
+        assert float(proj1.norm() / proj0.norm()) <= LEFTOVER_TOL, name      # the direction's share left
+        assert float(proj1.norm() / W1.norm()) <= LEFTOVER_TOL, name
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {f"{n}.weight" for n, *_ in edit_plan(model, r, EditSpec())}  # nothing else moved
+    assert not any(".layers.0." in k for k in changed)
+    rc = residual_check(m, r, tok)
+    assert rc[rc.layer >= 1].update_along.max() <= 1e-4
+    assert residual_check(model, r, tok)[lambda d: d.layer >= 1].update_along.max() > 1e-3  # the unedited model writes r
+
+
+@pytest.mark.parametrize("spec", [EditSpec(), EditSpec(embeddings=True), EditSpec(skip_begin=0, targets=("mlp",))],
+                         ids=["default", "embeddings", "mlp-only"])
+def test_hooks_equal_the_edit_on_real_logits(smol, dirs, split, spec):
+    model, tok = smol
+    res = check_equivalence(model, _direction(dirs), tok, split[2][:2] + split[3][:2], spec=spec, atol=1e-4)
+    assert res["dtype"] == "float32" and res["passes"], res
+    assert res["ablation_effect"] > 100 * res["max_abs_diff"]   # the check compares something that moved
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # the model itself untouched
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+SHORT = ["What is the capital of France? Answer with one word.", "What is 2 + 2? Answer with a number only.",
+         "Say hello."]
+HEADERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+
+
+def test_generation_with_the_real_chat_template(smol, split):
+    model, tok = smol
+    prompts = pd.DataFrame(dict(prompt=SHORT + split[2][:3] + split[3][:3]))
+    out = generate_responses(model, tok, prompts, max_new_tokens=48, batch_size=4, progress=False)
+    assert list(out.prompt) == list(prompts.prompt)
+    for p, r, n in zip(out.prompt, out.raw_response, out.n_new_tokens):
+        assert r.strip(), p
+        assert p not in r and not r.lstrip().startswith(p[:20]), (p, r)            # the prompt is not echoed
+        assert not any(h in r for h in HEADERS), r                                  # no template tokens
+        assert not re.match(r"\s*(assistant|user|system)\s*\n", r), r               # no role header
+        assert 0 < n <= 48
+    short = out.iloc[:len(SHORT)]
+    assert (short.finish == "eos").all(), short[["response", "finish"]]
+    assert (short.n_new_tokens < 48).all()
+    assert "paris" in short.response.iloc[0].lower() and "4" in short.response.iloc[1]
+    # the response is exactly the new tokens up to the end-of-turn token
+    ids = tok(short.raw_response.iloc[0], add_special_tokens=False)["input_ids"]
+    assert len(ids) in (short.n_new_tokens.iloc[0] - 1, short.n_new_tokens.iloc[0])
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+def test_cli_abliterate_selects_saves_and_resumes(smollm2_gguf, cache, converted, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    argv = ["abliterate", str(smollm2_gguf), str(out), "--select", "--relax", "--n-direction", "16", "--n-val", "4"]
+    real, calls = selection.score_candidate, []
+    def failing(*a, **kw):
+        if len(calls) == 7: raise RuntimeError("killed during selection")
+        calls.append(a[2]); return real(*a, **kw)
+    monkeypatch.setattr(selection, "score_candidate", failing)
+    with pytest.raises(RuntimeError, match="killed"): cli.main(argv)
+    work = tmp_path / "out.partial"
+    assert not out.exists() and (work / "directions.safetensors").exists()
+    assert len(read_selection_table(work / "selection.parquet")[0]) == 7
+    def counting(*a, **kw):
+        calls.append(a[2]); return real(*a, **kw)
+    monkeypatch.setattr(selection, "score_candidate", counting)
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert calls[7:] == list(range(7, N_LAYERS + 1))             # only the missing candidates were scored
+    assert "read back from the last run" in printed and "resumed: 7 candidates" in printed
+    assert not work.exists()
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "manifest.json", "direction.safetensors",
+            "selection.parquet", "directions.safetensors", "abliteration_report.csv"} <= names
+    man = json.loads((out / "manifest.json").read_text())
+    scores, _ = read_selection_table(out / "selection.parquet")
+    assert len(scores) == N_LAYERS + 1 and scores.chosen.sum() == 1
+    best = scores[scores.chosen].iloc[0]
+    assert man["selected"] and (man["layer"], man["position"]) == (int(best.layer), int(best.position))
+    assert Path(man["source"]["path"]) == converted.resolve() and man["edit"] == EditSpec().to_dict()
+    # the folder is a plain checkpoint, and the saved direction is gone from its edited writers
+    from safetensors.torch import load_file
+    r = load_file(str(out / "direction.safetensors"))["direction"].double()
+    r = r / r.norm()
+    m = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    for i in range(1, N_LAYERS):
+        W = m.model.layers[i].mlp.down_proj.weight.detach().double()
+        assert float((r @ W).norm() / W.norm()) <= LEFTOVER_TOL
+    W0 = m.model.layers[0].mlp.down_proj.weight.detach().double()
+    assert float((r @ W0).norm() / W0.norm()) > 1e-3                # layer 0 is not edited (skip_begin 1)
+    assert load_tokenizer(str(out)).chat_template is not None
+    assert os.environ["SAFETY_STUDY_CACHE"] == str(cache)           # the command used this module's conversion
+    assert abliterate.LEFTOVER_TOL == LEFTOVER_TOL
