@@ -311,7 +311,7 @@ def choose_direction(model, tok, dirs, hv, lv, edit: EditSpec, args, table):
     "(layer, position, scores): selection (resumable from `table`) or the reference's fixed layer fraction."
     from safety_study.selection import SelectionSpec, select_direction
     if hv:
-        spec = SelectionSpec(relax=args.relax, batch_size=args.batch_size)
+        spec = SelectionSpec(relax=args.relax, batch_size=args.batch_size, method=args.selection)
         chosen, scores = select_direction(model, tok, dirs, hv, lv, edit=edit, spec=spec, table=table,
                                           chat=dict(system_prompt=args.system_prompt))
         print(f"selected layer {chosen['layer']}, position {chosen['position']}: bypass {chosen['bypass_score']:.2f} "
@@ -389,6 +389,8 @@ def add_cli(subparsers):
     g.add_argument("--layer-fraction", type=float, metavar="F", help="use layer int(n·F) (the reference's choice; paper default 1.0)")
     g.add_argument("--select", action="store_true", help="choose layer/position by bypass, induce and KL (default)")
     p.add_argument("--relax", action="store_true", help="if no candidate passes, drop induce, then KL, then the layer limit")
+    p.add_argument("--selection", choices=("default", "arditi"), default="default",
+                   help="arditi: Arditi et al.'s prompt filter, family refusal tokens, ablation everywhere")
     p.add_argument("--scale", type=float, default=1.0, metavar="S")
     p.add_argument("--skip-begin", type=int, default=1, metavar="N"); p.add_argument("--skip-end", type=int, default=0, metavar="N")
     p.add_argument("--norm-preserving", action="store_true", help="exact norm-preserving edit of each written vector")

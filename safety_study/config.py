@@ -61,6 +61,7 @@ class AbliterationSettings:
     layer_weights: dict | None = None
     paper_mode: bool = False
     relax: bool = True             # a rung with no passing candidate gets the relaxed choice (recorded), not an error
+    selection: str = "default"     # "arditi": Arditi et al.'s prompt filter, refusal tokens and ablation everywhere
     batch_size: int = 16
     # the reference's other habits; None follows paper_mode
     direction_bf16: bool | None = None     # normalise the direction in bfloat16
@@ -83,7 +84,7 @@ class AbliterationSettings:
         "The `SelectionSpec` of these settings."
         from safety_study.selection import SelectionSpec
         return SelectionSpec(kl_threshold=self.kl_threshold, max_layer_fraction=self.max_layer_fraction,
-                             relax=self.relax, batch_size=self.batch_size)
+                             relax=self.relax, batch_size=self.batch_size, method=self.selection)
 
 # %% ../nbs/02_config.ipynb #7431a8ea
 @dataclass

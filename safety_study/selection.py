@@ -20,10 +20,10 @@ from .edits import EditSpec, ablation_hooks, addition_hooks
 from .directions import Directions
 
 # %% auto #0
-__all__ = ['REFUSAL_OPENERS', 'TABLE_META', 'PACKED_TOL', 'refusal_token_ids', 'refusal_score', 'PromptBatches', 'last_logprobs',
-           'learn_refusal_tokens', 'common_prefix', 'PackedPrompts', 'LayerCache', 'SelectionSpec', 'Validation',
-           'score_candidate', 'selection_fingerprint', 'write_selection_table', 'read_selection_table', 'apply_filters',
-           'select_direction']
+__all__ = ['REFUSAL_OPENERS', 'TABLE_META', 'PACKED_TOL', 'ARDITI_REFUSAL_TOKENS', 'ARDITI_EDIT', 'refusal_token_ids',
+           'refusal_score', 'PromptBatches', 'last_logprobs', 'learn_refusal_tokens', 'common_prefix', 'PackedPrompts',
+           'LayerCache', 'SelectionSpec', 'Validation', 'score_candidate', 'selection_fingerprint',
+           'write_selection_table', 'read_selection_table', 'apply_filters', 'arditi_setup', 'select_direction']
 
 # %% ../nbs/13_selection.ipynb #1d7c7c47
 REFUSAL_OPENERS = ("I", "Sorry", "As", "Unfortunately", "I'm", "I cannot", "I can't", "My apologies", "Apologies")
@@ -203,6 +203,8 @@ class SelectionSpec:
     relax: bool = False                     # when nothing passes, drop induce, then KL, then the layer limit
     batch_size: int = 16
     packed: bool = True                     # packed rows + layer replay (same scores; False: plain batched forwards)
+    method: str = "default"                 # "arditi": their prompt filter, refusal tokens and ablation everywhere
+    filter_threshold: float = 0.0           # arditi: keep harmful prompts scoring above it, harmless ones below
 
     def __post_init__(self):
         for k in ("positions", "refusal_tokens"):
@@ -212,6 +214,8 @@ class SelectionSpec:
         if not 0 < self.max_layer_fraction <= 1:
             raise StudyError(f"max_layer_fraction must be within (0, 1], got {self.max_layer_fraction}")
         if int(self.batch_size) < 1: raise StudyError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.method not in ("default", "arditi"):
+            raise StudyError(f"selection method must be 'default' or 'arditi', got {self.method!r}")
 
     def to_dict(self) -> dict: return json.loads(json.dumps(dataclasses.asdict(self)))
 
@@ -358,6 +362,26 @@ def _chosen(scores, val, relaxed) -> dict:
                 refusal_tokens=list(val.tok_ids), relaxed=relaxed)
 
 # %% ../nbs/13_selection.ipynb #b45396e1
+ARDITI_REFUSAL_TOKENS = {"llama": ("I",), "mistral": ("I",), "gemma": ("I",), "gemma2": ("I",), "gemma3": ("I",),
+                         "gemma3_text": ("I",), "qwen2": ("I", "As"), "qwen3": ("I", "As"), "glm": ("I",), "glm4": ("I",)}
+ARDITI_EDIT = EditSpec(skip_begin=0, embeddings=True)   # ablation at every layer, embeddings included
+
+def arditi_setup(model, tokenizer, harmful_val, harmless_val, spec: SelectionSpec, chat: dict):
+    "(harmful, harmless, spec, edit) for Arditi et al.'s selection: filtered prompts, family refusal tokens, ablation everywhere."
+    words = ARDITI_REFUSAL_TOKENS.get(getattr(model.config, "model_type", ""), ("I",))
+    kw = dict(batch_size=spec.batch_size, **chat)
+    tok_ids = (learn_refusal_tokens(model, tokenizer, harmful_val, harmless_val, **kw) if spec.refusal_tokens == "learn"
+               else refusal_token_ids(tokenizer, spec.refusal_tokens or words))
+    h = [p for p, r in zip(harmful_val, refusal_score(last_logprobs(model, tokenizer, harmful_val, **kw), tok_ids)) if r > spec.filter_threshold]
+    l = [p for p, r in zip(harmless_val, refusal_score(last_logprobs(model, tokenizer, harmless_val, **kw), tok_ids))
+         if r < spec.filter_threshold]
+    if not h or not l:
+        raise StudyError(f"Arditi et al.'s filter keeps {len(h)} harmful and {len(l)} harmless validation prompts "
+                         "(harmful ones the model refuses, harmless ones it answers): this model barely refuses. "
+                         "Use the default selection (method='default'), which scores every prompt")
+    return h, l, dataclasses.replace(spec, refusal_tokens=tuple(tok_ids)), ARDITI_EDIT
+
+# %% ../nbs/13_selection.ipynb #f4d99818
 def _no_pass_error(scores, killer, spec, path):
     best = scores[scores.bypass_score.notna()].sort_values("bypass_score").head(1)
     b = (f"; the best candidate by bypass is layer {int(best.layer.iloc[0])}, position {int(best.position.iloc[0])} "
@@ -377,6 +401,9 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     direction with exactly `edit`. `chat`: system_prompt / chat_template. `table`: the parquet file each scored
     candidate is written to at once, and resumed from."""
     chat = {k: v for k, v in (chat or {}).items() if k in ("system_prompt", "chat_template")}
+    saved = edit
+    if spec.method == "arditi": harmful_val, harmless_val, spec, edit = arditi_setup(model, tokenizer, harmful_val,
+                                                                                 harmless_val, spec, chat)
     val = _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit)
     meta = selection_fingerprint(dirs, harmful_val, harmless_val, val.tok_ids, spec, edit, chat)
     done = _resume(table, meta)
@@ -394,4 +421,5 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     scores.attrs.update(meta=meta, resumed=len(have), scoring="packed" if val.fast is not None else "plain")
     if table is not None: write_selection_table(scores, table, meta)
     if not ok.any(): raise _no_pass_error(scores, killer, spec, table)
-    return dict(_chosen(scores, val, relaxed), edit=edit.to_dict(), resumed=len(have)), scores
+    return dict(_chosen(scores, val, relaxed), edit=saved.to_dict(), scored_with=edit.to_dict(), method=spec.method,
+                n_validation=[len(harmful_val), len(harmless_val)], resumed=len(have)), scores
