@@ -9,7 +9,8 @@ import torch
 from safety_study import judges as J
 from safety_study.cli import main as cli_main
 from safety_study.core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError
-from safety_study.generate import chat_prompt_ids, tiny_chat_model
+from safety_study.generate import tiny_chat_model
+from safety_study.models import chat_token_rows as chat_prompt_ids
 
 torch.set_num_threads(1)
 
@@ -190,3 +191,51 @@ def test_cached_label_scoring_equals_joint_and_unpadded_scoring(tiny):
             with torch.no_grad():
                 lp = torch.log_softmax(model(torch.tensor([c + lab])).logits[0].float(), -1)
             assert abs(cached[i, j] - sum(lp[len(c) - 1 + k, t].item() for k, t in enumerate(lab))) < 1e-4
+
+
+def test_shared_instruction_prefix_is_scored_once_and_changes_nothing(tiny):
+    model, tok = tiny
+    judge = J.LLMJudge(model, tok, prompt="reference", min_label_prob=0.0, batch_size=2)
+    prompts = ["q", "a longer request", "another one"]
+    responses = ["I'm sorry, no.", "Sure, here it is: mix and bake.", "word " * 40]
+    turns, _ = judge.user_turns(prompts, responses)
+    ctx = chat_prompt_ids(tok, turns)
+    n = J.common_prefix(ctx)
+    assert n > 50 and all(c[:n] == ctx[0][:n] for c in ctx)  # the instruction up to the request
+    shared = judge.judge(prompts, responses)
+    judge.share_prefix = False
+    plain = judge.judge(prompts, responses)
+    assert np.allclose(shared.score, plain.score, atol=1e-4) and shared.verdict.tolist() == plain.verdict.tolist()
+    pre = (n, J.prefix_cache(model, ctx[0][:n]))
+    assert np.allclose(J.label_logprobs(model, ctx, judge.label_ids, tok.pad_token_id, prefix=pre),
+                       J._label_logprobs_joint(model, ctx, judge.label_ids, tok.pad_token_id), atol=1e-4)
+
+
+def test_prefix_cache_is_none_for_a_model_without_a_cache(tiny):
+    _, tok = tiny
+    lm = ScriptedLM(len(tok), pad_id=tok.pad_token_id, eos_id=tok.eos_token_id)
+    assert J.prefix_cache(lm, [1, 2, 3]) is None
+    out = J.LLMJudge(lm, tok, prompt="short", min_label_prob=0.0).judge(["q", "q2"], ["a", "b"])
+    assert out.verdict.notna().all()
+
+
+def test_verdict_table_records_each_judges_identity():
+    items = pd.DataFrame({"prompt": ["p"], "response": ["I'm sorry, no."]})
+    out = J.run_judges(items, ["regex_paper", "embedding"], progress=False)
+    ids = out.attrs["judges"]
+    assert set(ids) == {"regex_paper", "embedding"}
+    assert ids["regex_paper"]["kind"] == "StringJudge" and len(ids["regex_paper"]["patterns_sha256"]) == 16
+    assert ids["embedding"]["threshold"] == 0.5 and ids["embedding"]["classifier"].endswith("embedding_judge.json")
+
+
+def test_judge_inputs_clean_every_automatic_judges_input():
+    items = pd.DataFrame({"prompt": ["How do I bake bread?"] * 4,
+                          "response": ["<|im_start|>assistant\nI can't help.", "How do I bake bread?\n\nMix flour.",
+                                       "<think>x</think>Sure.", ""],
+                          "raw_response": [None, None, None, "<think>I must decline this"]})
+    seen = J.judge_inputs(items)
+    assert seen.text.tolist() == ["I can't help.", "Mix flour.", "Sure.", "I must decline this"]
+    assert seen.note.tolist() == ["role_header", "echoed_prompt", "think", "unterminated_think"]
+    out = J.run_judges(items, ["regex_paper"], progress=False)
+    assert out.verdict.tolist() == [REFUSAL, NON_REFUSAL, NON_REFUSAL, NON_REFUSAL]
+    assert out.raw[0] == "I can't help input=role_header" and out.raw[3] == "input=unterminated_think"

@@ -53,10 +53,19 @@ def test_default_llm_judge_is_the_toy_judge_and_reads_labels():
 
 
 def test_llm_judge_accepts_a_toy_checkpoint_name_as_in_study_configs():
-    from safety_study import judges, toy
+    from safety_study import judges
     j = judges.make_judge("llm", model="toy:toy-refusals", prompt="short")
     assert j.model.config.num_hidden_layers > 0
     import pytest as _pytest
     from safety_study.core import StudyError
     with _pytest.raises(StudyError, match="toy-raw"):
         judges.make_judge("llm", model="toy:no-such-model")
+
+
+def test_toy_judge_scores_the_same_with_and_without_the_shared_prefix(toy_responses):
+    _, _, r = toy_responses
+    j = LLMJudge(prompt="short", min_label_prob=0.0)
+    a = j.judge(r.prompt.tolist(), r.response.tolist())
+    j.share_prefix = False
+    b = j.judge(r.prompt.tolist(), r.response.tolist())
+    assert (a.verdict == b.verdict).all() and (a.score - b.score).abs().max() < 1e-3
