@@ -15,6 +15,8 @@ Usage: python scripts/train_default_judge.py [--llm-model DIR] [--write]
 """
 import argparse
 import json
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -34,7 +36,7 @@ FEATURE_SETS = {  # name → (views, rule and shape features)
     "whole_rules_shape": (("whole",), True),
 }
 COST = {"head": 1, "tail": 1, "body": 1, "whole": 2}  # encoder cost of a view (the whole answer is twice as long)
-EMB_CACHE = "/tmp/judge_set_embeddings.npz"
+EMB_CACHE = os.path.join(tempfile.gettempdir(), "judge_set_embeddings.npz")  # features of the set, reused between runs
 
 
 def cost(name):
@@ -42,7 +44,6 @@ def cost(name):
 
 
 def view_embeddings(texts, key):
-    import os
     if os.path.exists(EMB_CACHE):
         z = np.load(EMB_CACHE)
         if str(z["key"]) == key:  # the embeddings; rule and shape features are recomputed (cheap, and they change)
@@ -73,8 +74,7 @@ def oof(emb, idx, y, groups, name, C):
 
 def llm_verdicts(judge, rows, model):
     "The LLM judge's verdicts on `rows`, cached by item id (the slowest part of the comparison)."
-    import os
-    path = f"/tmp/judge_set_llm_{J.stable_hash([model, judge.identity()], 12)}.parquet"
+    path = os.path.join(tempfile.gettempdir(), f"judge_set_llm_{J.stable_hash([model, judge.identity()], 12)}.parquet")
     cache = pd.read_parquet(path) if os.path.exists(path) else pd.DataFrame(columns=["item_id", "verdict", "score", "raw"])
     todo = rows[~rows.item_id.isin(set(cache.item_id))]
     if len(todo):
