@@ -311,12 +311,13 @@ def choose_direction(model, tok, dirs, hv, lv, edit: EditSpec, args, table):
     "(layer, position, scores): selection (resumable from `table`) or the reference's fixed layer fraction."
     from safety_study.selection import SelectionSpec, select_direction
     if hv:
-        spec = SelectionSpec(relax=args.relax, batch_size=args.batch_size, method=args.selection)
+        spec = SelectionSpec(relax=args.relax, batch_size=args.batch_size, method=args.selection,
+                             scan=getattr(args, "scan", "pruned"))
         chosen, scores = select_direction(model, tok, dirs, hv, lv, edit=edit, spec=spec, table=table,
                                           chat=dict(system_prompt=args.system_prompt))
         print(f"selected layer {chosen['layer']}, position {chosen['position']}: bypass {chosen['bypass_score']:.2f} "
               f"(base {chosen['base_bypass']:.2f}), induce {chosen['induce_score']:.2f}, KL {chosen['kl']:.4f}"
-              + (f" (resumed: {chosen['resumed']} candidates were already scored)" if chosen["resumed"] else "")
+              + (f" (resumed: {chosen['resumed']} scores were read back)" if chosen["resumed"] else "")
               + (f"; relaxed filters: {chosen['relaxed']}" if chosen["relaxed"] else ""))
         return chosen["layer"], chosen["position"], scores
     f = 1.0 if args.layer_fraction is None else args.layer_fraction
@@ -391,6 +392,8 @@ def add_cli(subparsers):
     p.add_argument("--relax", action="store_true", help="if no candidate passes, drop induce, then KL, then the layer limit")
     p.add_argument("--selection", choices=("default", "arditi"), default="default",
                    help="arditi: Arditi et al.'s prompt filter, family refusal tokens, ablation everywhere")
+    p.add_argument("--scan", choices=("pruned", "full"), default="pruned",
+                   help="pruned: only the scores that can change the choice (default); full: every score of every candidate")
     p.add_argument("--scale", type=float, default=1.0, metavar="S")
     p.add_argument("--skip-begin", type=int, default=1, metavar="N"); p.add_argument("--skip-end", type=int, default=0, metavar="N")
     p.add_argument("--norm-preserving", action="store_true", help="exact norm-preserving edit of each written vector")

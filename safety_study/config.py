@@ -62,6 +62,7 @@ class AbliterationSettings:
     paper_mode: bool = False
     relax: bool = True             # a rung with no passing candidate gets the relaxed choice (recorded), not an error
     selection: str = "default"     # "arditi": Arditi et al.'s prompt filter, refusal tokens and ablation everywhere
+    scan: str = "pruned"           # "full": every selection score of every candidate, not only those the choice needs
     batch_size: int = 16
     # the reference's other habits; None follows paper_mode
     direction_bf16: bool | None = None     # normalise the direction in bfloat16
@@ -84,7 +85,7 @@ class AbliterationSettings:
         "The `SelectionSpec` of these settings."
         from safety_study.selection import SelectionSpec
         return SelectionSpec(kl_threshold=self.kl_threshold, max_layer_fraction=self.max_layer_fraction,
-                             relax=self.relax, batch_size=self.batch_size, method=self.selection)
+                             relax=self.relax, batch_size=self.batch_size, method=self.selection, scan=self.scan)
 
 # %% ../nbs/02_config.ipynb #7431a8ea
 @dataclass

@@ -20,9 +20,9 @@ from .edits import EditSpec, ablation_hooks, addition_hooks
 from .directions import Directions
 
 # %% auto #0
-__all__ = ['REFUSAL_OPENERS', 'TABLE_META', 'PACKED_TOL', 'ARDITI_REFUSAL_TOKENS', 'ARDITI_EDIT', 'refusal_token_ids',
+__all__ = ['REFUSAL_OPENERS', 'SCORES', 'TABLE_META', 'PACKED_TOL', 'ARDITI_REFUSAL_TOKENS', 'ARDITI_EDIT', 'refusal_token_ids',
            'refusal_score', 'PromptBatches', 'last_logprobs', 'learn_refusal_tokens', 'common_prefix', 'PackedPrompts',
-           'LayerCache', 'SelectionSpec', 'Validation', 'score_candidate', 'selection_fingerprint',
+           'LayerCache', 'SelectionSpec', 'Validation', 'scorable', 'score_candidate', 'selection_fingerprint',
            'write_selection_table', 'read_selection_table', 'apply_filters', 'arditi_setup', 'select_direction']
 
 # %% ../nbs/13_selection.ipynb #1d7c7c47
@@ -205,6 +205,7 @@ class SelectionSpec:
     packed: bool = True                     # packed rows + layer replay (same scores; False: plain batched forwards)
     method: str = "default"                 # "arditi": their prompt filter, refusal tokens and ablation everywhere
     filter_threshold: float = 0.0           # arditi: keep harmful prompts scoring above it, harmless ones below
+    scan: str = "pruned"                    # "pruned": only the scores that can change the choice; "full": every score
 
     def __post_init__(self):
         for k in ("positions", "refusal_tokens"):
@@ -216,6 +217,8 @@ class SelectionSpec:
         if int(self.batch_size) < 1: raise StudyError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.method not in ("default", "arditi"):
             raise StudyError(f"selection method must be 'default' or 'arditi', got {self.method!r}")
+        if self.scan not in ("pruned", "full"):
+            raise StudyError(f"selection scan must be 'pruned' or 'full', got {self.scan!r}")
 
     def to_dict(self) -> dict: return json.loads(json.dumps(dataclasses.asdict(self)))
 
@@ -223,39 +226,54 @@ class SelectionSpec:
 @dataclass
 class Validation:
     "The validation prompts, batched once, and the unablated model's first-token log-probabilities on them."
-    both: PromptBatches          # harmful then harmless
+    harmful: PromptBatches
     harmless: PromptBatches
-    n_harmful: int
     tok_ids: list
-    base: torch.Tensor           # (n_harmful + n_harmless, vocab)
+    base: torch.Tensor           # (n_harmful + n_harmless, vocab): harmful, then harmless
     fast: LayerCache | None = None   # packed rows (harmful rows, then harmless rows) with the unedited layer inputs
-    harmless_rows: list = dataclasses.field(default_factory=list)
+    rows: dict = dataclasses.field(default_factory=dict)   # "harmful" / "harmless": that group's packed rows
     start: int | None = None     # first layer the edit changes; None: the embeddings (run the whole model)
+
+    @property
+    def n_harmful(self): return len(self.harmful)
 
     @property
     def base_harmless(self): return self.base[self.n_harmful:]
 
-    def ablated(self, model) -> torch.Tensor:
-        "Log-probabilities of all prompts (harmful, then harmless), under whatever hooks are on `model`."
-        return self.fast.logprobs(self.start) if self.fast is not None else self.both.logprobs(model)
+    def ablated(self, model, group: str) -> torch.Tensor:
+        "Log-probabilities of one group's prompts ('harmful' or 'harmless') under whatever hooks are on `model`."
+        return self.fast.logprobs(self.start, self.rows[group]) if self.fast is not None else getattr(self, group).logprobs(model)
 
     def induced(self, model, layer: int) -> torch.Tensor:
         "Log-probabilities of the harmless prompts when only the inputs of layers ≥ `layer` can change."
-        return self.fast.logprobs(layer, self.harmless_rows) if self.fast is not None else self.harmless.logprobs(model)
+        return self.fast.logprobs(layer, self.rows["harmless"]) if self.fast is not None else self.harmless.logprobs(model)
 
-def score_candidate(model, dirs: Directions, layer: int, position: int, val: Validation, edit: EditSpec) -> dict:
-    "diff norm, bypass, induce and harmless KL of one candidate (NaN scores where the difference is zero)."
+# %% ../nbs/13_selection.ipynb #3a95c744
+SCORES = ("bypass_score", "kl", "induce_score")
+
+def scorable(row: dict) -> bool:
+    "Whether a candidate can be scored at all (a finite, non-zero mean difference)."
+    return math.isfinite(row["diff_norm"]) and row["diff_norm"] > 0
+
+def score_candidate(model, dirs: Directions, layer: int, position: int, val: Validation, edit: EditSpec,
+                    which=SCORES, row: dict | None = None) -> dict:
+    """The candidate's row (diff norm, bypass, KL, induce) with the scores in `which` computed where `row` lacks
+    them; NaN where a score was not asked for, and every score NaN where the difference is zero."""
     diff = dirs.mean_diff(layer, position)
-    row = dict(layer=layer, position=position, diff_norm=float(diff.norm()), bypass_score=math.nan,
-               induce_score=math.nan, kl=math.nan)
-    if not torch.isfinite(diff.norm()) or diff.norm() == 0: return row
-    with ablation_hooks(model, diff / diff.norm(), edit):
-        lp = val.ablated(model)
-    row["bypass_score"] = float(refusal_score(lp[:val.n_harmful], val.tok_ids).mean())
-    bh = val.base_harmless
-    row["kl"] = float((bh.exp() * (bh - lp[val.n_harmful:])).sum(-1).mean())
-    with addition_hooks(model, diff, layer):
-        row["induce_score"] = float(refusal_score(val.induced(model, layer), val.tok_ids).mean())
+    row = dict(row) if row is not None else dict(layer=layer, position=position, diff_norm=float(diff.norm()),
+                                                 bypass_score=math.nan, induce_score=math.nan, kl=math.nan)
+    todo = [w for w in SCORES if w in which and math.isnan(row[w])]
+    if not todo or not scorable(row): return row
+    if "bypass_score" in todo:
+        with ablation_hooks(model, diff / diff.norm(), edit): lp = val.ablated(model, "harmful")
+        row["bypass_score"] = float(refusal_score(lp, val.tok_ids).mean())
+    if "kl" in todo:
+        with ablation_hooks(model, diff / diff.norm(), edit): lp = val.ablated(model, "harmless")
+        bh = val.base_harmless
+        row["kl"] = float((bh.exp() * (bh - lp)).sum(-1).mean())
+    if "induce_score" in todo:
+        with addition_hooks(model, diff, layer):
+            row["induce_score"] = float(refusal_score(val.induced(model, layer), val.tok_ids).mean())
     return row
 
 # %% ../nbs/13_selection.ipynb #fd109832
@@ -269,7 +287,8 @@ def selection_fingerprint(dirs: Directions, harmful_val, harmless_val, tok_ids, 
     means = h.hexdigest()[:16]
     return dict(directions=means, n_layers=dirs.n_layers, positions=dirs.positions,
                 prompts=stable_hash([list(harmful_val), list(harmless_val)], 16), refusal_tokens=list(map(int, tok_ids)),
-                selection={k: v for k, v in spec.to_dict().items() if k != "packed"}, edit=edit.to_dict(), chat=chat)
+                selection={k: v for k, v in spec.to_dict().items() if k not in ("packed", "scan")}, edit=edit.to_dict(),
+                chat=chat)
 
 def write_selection_table(scores: pd.DataFrame, path, meta: dict):
     "Write the selection table (parquet) with its metadata, atomically."
@@ -319,6 +338,29 @@ def apply_filters(scores: pd.DataFrame, spec: SelectionSpec, n_layers: int):
             if cand.any(): ok, relaxed = cand, dropped; break
     return ok, killer, relaxed
 
+# %% ../nbs/13_selection.ipynb #8e12898d
+def _scan(keys, need, spec: SelectionSpec, n_layers: int):
+    "Ask `need(key, scores)` for the scores the choice depends on (all of them with `spec.scan == 'full'`)."
+    if spec.scan == "full":
+        for k in keys: need(k, SCORES)
+        return
+    rows = {k: need(k, ()) for k in keys}                          # difference norms: no forward pass
+    limit = spec.max_layer_fraction * n_layers
+    below = [k for k in keys if k[0] < limit and scorable(rows[k])]
+    ranked = sorted((k for k in below if math.isfinite(need(k, ("bypass_score",))["bypass_score"])),
+                    key=lambda k: (need(k, ())["bypass_score"], keys.index(k)))
+    test = {"induce": lambda k: need(k, ("induce_score",))["induce_score"] > spec.induce_threshold,
+            "kl": lambda k: need(k, ("kl",))["kl"] < spec.kl_threshold}
+    walks = [("induce", "kl") if spec.induce_threshold is not None else ("kl",)]
+    if spec.relax: walks += [w for w in (("kl",), ()) if w not in walks]
+    for walk in walks:
+        for k in ranked:
+            if all(test[t](k) for t in walk): need(k, SCORES); return
+    if spec.relax and not ranked:                                  # the layer limit is dropped too
+        finite = [k for k in keys if math.isfinite(need(k, ("bypass_score",))["bypass_score"])]
+        if finite: need(min(finite, key=lambda k: (need(k, ())["bypass_score"], keys.index(k))), SCORES); return
+    for k in keys: need(k, SCORES)                                 # nothing passes: every score, for the error
+
 # %% ../nbs/13_selection.ipynb #b6bdc444
 def _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit=EditSpec()) -> Validation:
     if spec.refusal_tokens == "learn":
@@ -326,9 +368,9 @@ def _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit=Ed
     else: tok_ids = refusal_token_ids(tokenizer, spec.refusal_tokens or REFUSAL_OPENERS)
     dev = model_device(model)
     prompts = list(harmful_val) + list(harmless_val)
-    both = PromptBatches(tokenizer, prompts, spec.batch_size, device=dev, **chat)
+    harmful = PromptBatches(tokenizer, harmful_val, spec.batch_size, device=dev, **chat)
     harmless = PromptBatches(tokenizer, harmless_val, spec.batch_size, device=dev, **chat)
-    val = Validation(both, harmless, len(harmful_val), tok_ids, both.logprobs(model))
+    val = Validation(harmful, harmless, tok_ids, torch.cat([harmful.logprobs(model), harmless.logprobs(model)]))
     if spec.packed: _use_packed(model, tokenizer, val, prompts, spec, chat, edit)
     return val
 
@@ -350,7 +392,8 @@ def _use_packed(model, tokenizer, val, prompts, spec, chat, edit):
                       "scoring with plain batched forwards instead (same scores, slower)", stacklevel=4)
         return
     val.fast, val.start = fast, (None if edit.embeddings else int(edit.skip_begin))
-    val.harmless_rows = [k for k, p in enumerate(packed.packs) if p["index"][0] >= val.n_harmful]
+    val.rows = {g: [k for k, p in enumerate(packed.packs) if (p["index"][0] >= val.n_harmful) == (g == "harmless")]
+                for g in ("harmful", "harmless")}
 
 def _chosen(scores, val, relaxed) -> dict:
     c = scores[scores.chosen].iloc[0]
@@ -394,12 +437,17 @@ def _no_pass_error(scores, killer, spec, path):
     err.scores = scores
     return err
 
+def _table(rows: dict) -> pd.DataFrame:
+    cols = ["layer", "position", "diff_norm", "bypass_score", "induce_score", "kl"]
+    return pd.DataFrame(list(rows.values()), columns=cols).sort_values(["layer", "position"], ignore_index=True)
+
 def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_val, *, edit: EditSpec = EditSpec(),
                      spec: SelectionSpec = SelectionSpec(), chat: dict | None = None, table=None,
                      progress: bool = True):
-    """Score every candidate (layer, position) and choose one; return (chosen, scores). Bypass and KL ablate the
-    direction with exactly `edit`. `chat`: system_prompt / chat_template. `table`: the parquet file each scored
-    candidate is written to at once, and resumed from."""
+    """Score the candidates (layer, position) and choose one; return (chosen, scores). Bypass and KL ablate the
+    direction with exactly `edit`. `chat`: system_prompt / chat_template. `table`: the parquet file each score is
+    written to at once, and resumed from. `spec.scan`: "pruned" (default) computes only the scores that can change
+    the choice (the others stay NaN), "full" every score."""
     chat = {k: v for k, v in (chat or {}).items() if k in ("system_prompt", "chat_template")}
     saved = edit
     if spec.method == "arditi": harmful_val, harmless_val, spec, edit = arditi_setup(model, tokenizer, harmful_val,
@@ -407,19 +455,29 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     val = _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit)
     meta = selection_fingerprint(dirs, harmful_val, harmless_val, val.tok_ids, spec, edit, chat)
     done = _resume(table, meta)
-    rows = [] if done is None else done.to_dict("records")
-    have = {(int(r["layer"]), int(r["position"])) for r in rows}
+    rows = {} if done is None else {(int(r["layer"]), int(r["position"])): r for r in done.to_dict("records")}
+    resumed, computed = sum(not math.isnan(r[w]) for r in rows.values() for w in SCORES), Counter()
     pos_list = list(spec.positions) if spec.positions is not None else list(range(-dirs.positions, 0))
-    cands = [(l, p) for l in range(max(0, spec.min_layer), dirs.n_layers + 1) for p in pos_list if (l, p) not in have]
-    for layer, pos in tqdm(cands, desc="direction candidates", disable=not progress, leave=False):
-        rows.append(score_candidate(model, dirs, layer, pos, val, edit))
-        if table is not None: write_selection_table(pd.DataFrame(rows), table, meta)
-    scores = pd.DataFrame(rows).sort_values(["layer", "position"], ignore_index=True)
+    keys = [(l, p) for l in range(max(0, spec.min_layer), dirs.n_layers + 1) for p in pos_list]
+    bar = tqdm(total=len(keys) * len(SCORES) if spec.scan == "full" else None, desc="selection scores",
+               disable=not progress, leave=False)
+    def need(key, which):
+        row = rows.get(key)
+        missing = [] if row is None else [w for w in which if math.isnan(row[w]) and scorable(row)]
+        if row is None or missing:
+            rows[key] = score_candidate(model, dirs, *key, val, edit, which=tuple(which), row=row)
+            got = (list(which) if row is None else missing) if scorable(rows[key]) else []
+            computed.update(got); bar.update(len(got))
+            if table is not None: write_selection_table(_table(rows), table, meta)
+        return rows[key]
+    with bar: _scan(keys, need, spec, dirs.n_layers)
+    scores = _table(rows)
     ok, killer, relaxed = apply_filters(scores, spec, dirs.n_layers)
     scores["passes"], scores["chosen"] = ok, False
     if ok.any(): scores.loc[scores[ok].bypass_score.idxmin(), "chosen"] = True
-    scores.attrs.update(meta=meta, resumed=len(have), scoring="packed" if val.fast is not None else "plain")
+    scores.attrs.update(meta=meta, resumed=resumed, scoring="packed" if val.fast is not None else "plain",
+                        scan=spec.scan, computed=dict(computed))
     if table is not None: write_selection_table(scores, table, meta)
     if not ok.any(): raise _no_pass_error(scores, killer, spec, table)
     return dict(_chosen(scores, val, relaxed), edit=saved.to_dict(), scored_with=edit.to_dict(), method=spec.method,
-                n_validation=[len(harmful_val), len(harmless_val)], resumed=len(have)), scores
+                n_validation=[len(harmful_val), len(harmless_val)], resumed=resumed, scan=spec.scan), scores

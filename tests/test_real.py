@@ -6,6 +6,7 @@ resume, the weight edit against the hooks, generation with the real template, an
 once into a fresh cache folder and every test uses that conversion."""
 import copy
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -144,21 +145,32 @@ def test_directions_on_smollm2(smol, dirs, split, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- selection
 
+def spy_scores(real, calls, kill_after=None):
+    "A stand-in for `score_candidate` that records (layer, score) for each score it computes, killed after `kill_after`."
+    def spy(*a, which=selection.SCORES, row=None, **kw):
+        todo = [w for w in which if row is None or math.isnan(row[w])]
+        if todo and (row is None or selection.scorable(row)) and kill_after is not None and len(calls) >= kill_after:
+            raise RuntimeError("killed during selection")
+        out = real(*a, which=which, row=row, **kw)
+        if selection.scorable(out): calls.extend((a[2], w) for w in todo)
+        return out
+    return spy
+
+
 @pytest.fixture(scope="module")
-def packed_selection(smol, dirs, split):
-    "Selection over all 31 candidates with 8 + 8 validation prompts, packed scoring, no table."
+def full_selection(smol, dirs, split):
+    "The full scan over all 31 candidates with 8 + 8 validation prompts, packed scoring, no table."
     model, tok = smol
-    chosen, scores = select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True),
-                                      progress=False)
-    return chosen, scores
+    return select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True, scan="full"),
+                            progress=False)
 
 
-def test_packed_selection_equals_plain_forwards(smol, dirs, split, packed_selection):
+def test_packed_selection_equals_plain_forwards(smol, dirs, split, full_selection):
     model, tok = smol
-    chosen, scores = packed_selection
+    chosen, scores = full_selection
     assert scores.attrs["scoring"] == "packed" and len(scores) == N_LAYERS + 1
     plain_chosen, plain = select_direction(model, tok, dirs, split[2], split[3],
-                                           spec=SelectionSpec(relax=True, packed=False), progress=False)
+                                           spec=SelectionSpec(relax=True, packed=False, scan="full"), progress=False)
     assert plain.attrs["scoring"] == "plain"
     finite = plain.bypass_score.notna()
     assert finite.sum() == N_LAYERS                    # layer 0 has a zero difference: NaN scores, kept
@@ -169,28 +181,42 @@ def test_packed_selection_equals_plain_forwards(smol, dirs, split, packed_select
     assert chosen["base_bypass"] == pytest.approx(plain_chosen["base_bypass"], abs=1e-9)
 
 
-def test_selection_resumes_after_a_failure(smol, dirs, split, packed_selection, tmp_path, monkeypatch):
+def test_pruned_scan_makes_the_full_choice_from_fewer_scores(smol, dirs, split, full_selection):
     model, tok = smol
-    _, full = packed_selection
-    table, real, calls = tmp_path / "selection.parquet", selection.score_candidate, []
-    def failing(*a, **kw):
-        if len(calls) == 5: raise RuntimeError("killed")
-        calls.append(a[2]); return real(*a, **kw)
-    monkeypatch.setattr(selection, "score_candidate", failing)
+    full_chosen, full = full_selection
+    chosen, pruned = select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True),
+                                      progress=False)
+    assert chosen["scan"] == "pruned" and len(pruned) == N_LAYERS + 1
+    for k in ("layer", "position", "relaxed", "bypass_score", "induce_score", "kl"):
+        assert chosen[k] == full_chosen[k], k
+    assert pruned.chosen.tolist() == full.chosen.tolist()
+    for c in selection.SCORES:                          # what the pruned scan computed is the full scan's number
+        have = pruned[c].notna()
+        assert pruned[c][have].tolist() == full[c][have].tolist(), c
+    below = (pruned.layer < 0.8 * N_LAYERS) & (pruned.diff_norm > 0)
+    assert pruned.bypass_score[below].notna().all() and pruned.bypass_score[~below].isna().all()
+    n_pruned, n_full = sum(pruned.attrs["computed"].values()), sum(full.attrs["computed"].values())
+    assert n_full == 3 * N_LAYERS and n_pruned < 0.7 * n_full, (n_pruned, n_full)
+
+
+def test_selection_resumes_after_a_failure(smol, dirs, split, full_selection, tmp_path, monkeypatch):
+    model, tok = smol
+    _, full = full_selection
+    table, real = tmp_path / "selection.parquet", selection.score_candidate
+    spec = SelectionSpec(relax=True, scan="full")
+    first, again = [], []
+    monkeypatch.setattr(selection, "score_candidate", spy_scores(real, first, kill_after=12))
     with pytest.raises(RuntimeError, match="killed"):
-        select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True), table=table,
-                         progress=False)
+        select_direction(model, tok, dirs, split[2], split[3], spec=spec, table=table, progress=False)
     kept, meta = read_selection_table(table)
-    assert sorted(kept.layer) == [0, 1, 2, 3, 4] and meta["n_layers"] == N_LAYERS
-    def counting(*a, **kw):
-        calls.append(a[2]); return real(*a, **kw)
-    monkeypatch.setattr(selection, "score_candidate", counting)
-    chosen, again = select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True), table=table,
-                                     progress=False)
-    assert calls[5:] == list(range(5, N_LAYERS + 1))   # only the missing candidates were scored
-    assert chosen["resumed"] == 5 and again.attrs["resumed"] == 5
+    assert sorted(kept.layer) == [0, 1, 2, 3, 4] and meta["n_layers"] == N_LAYERS   # killed at candidate 5
+    monkeypatch.setattr(selection, "score_candidate", spy_scores(real, again))
+    chosen, resumed = select_direction(model, tok, dirs, split[2], split[3], spec=spec, table=table, progress=False)
+    assert not set(first) & set(again)                               # nothing was scored twice
+    assert sorted(set(first) | set(again)) == sorted((l, w) for l in range(1, N_LAYERS + 1) for w in selection.SCORES)
+    assert chosen["resumed"] == 12 and resumed.attrs["resumed"] == 12     # scores read back
     cols = ["layer", "position", "diff_norm", "bypass_score", "induce_score", "kl", "passes", "chosen"]
-    pd.testing.assert_frame_equal(again[cols], full[cols], check_exact=True)
+    pd.testing.assert_frame_equal(resumed[cols], full[cols], check_exact=True)
     assert read_selection_table(table)[0]["chosen"].sum() == 1
 
 
@@ -264,23 +290,19 @@ def test_generation_with_the_real_chat_template(smol, split):
 def test_cli_abliterate_selects_saves_and_resumes(smollm2_gguf, cache, converted, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     argv = ["abliterate", str(smollm2_gguf), str(out), "--select", "--relax", "--n-direction", "16", "--n-val", "4"]
-    real, calls = selection.score_candidate, []
-    def failing(*a, **kw):
-        if len(calls) == 7: raise RuntimeError("killed during selection")
-        calls.append(a[2]); return real(*a, **kw)
-    monkeypatch.setattr(selection, "score_candidate", failing)
+    real, first, again = selection.score_candidate, [], []
+    monkeypatch.setattr(selection, "score_candidate", spy_scores(real, first, kill_after=7))
     with pytest.raises(RuntimeError, match="killed"): cli.main(argv)
     work = tmp_path / "out.partial"
     assert not out.exists() and (work / "directions.safetensors").exists()
-    assert len(read_selection_table(work / "selection.parquet")[0]) == 7
-    def counting(*a, **kw):
-        calls.append(a[2]); return real(*a, **kw)
-    monkeypatch.setattr(selection, "score_candidate", counting)
+    kept, _ = read_selection_table(work / "selection.parquet")
+    assert len(kept) == N_LAYERS + 1 and int(kept.bypass_score.notna().sum()) == 7     # the pruned scan's first 7 scores
+    monkeypatch.setattr(selection, "score_candidate", spy_scores(real, again))
     capsys.readouterr()
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert calls[7:] == list(range(7, N_LAYERS + 1))             # only the missing candidates were scored
-    assert "read back from the last run" in printed and "resumed: 7 candidates" in printed
+    assert again and not set(first) & set(again)                    # only the missing scores were computed
+    assert "read back from the last run" in printed and "resumed: 7 scores" in printed
     assert not work.exists()
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "manifest.json", "direction.safetensors",
