@@ -123,8 +123,9 @@ class StudyConfig:
     prompts: PromptSettings = field(default_factory=PromptSettings)
     abliteration: AbliterationSettings = field(default_factory=AbliterationSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    judges: list[JudgeSpec] = field(default_factory=lambda: [JudgeSpec("regex_paper"), JudgeSpec("embedding")])
-    headline_judge: str = "embedding"
+    judges: list[JudgeSpec] = field(default_factory=lambda: [JudgeSpec("default"), JudgeSpec("regex_paper"),
+                                                             JudgeSpec("embedding")])
+    headline_judge: str = "default"   # the judge checked against labelled real answers (nbs/21_judges.ipynb)
     human_judges: list[str] = field(default_factory=list)
     judge_panel: bool = False      # every original checkpoint also judges every checkpoint's answers (llm:<name>)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
@@ -268,6 +269,9 @@ def config_from_dict(data: dict, base=None, source: str | None = None) -> StudyC
     for k in ("output_dir", "seed", "device", "dtype", "headline_judge", "judge_panel"):
         if k in data: kw[k] = _check_type(data[k], str(StudyConfig.__dataclass_fields__[k].type), k)
     if "human_judges" in data: kw["human_judges"] = list(data["human_judges"] or [])
+    if "headline_judge" not in data and kw.get("judges"):   # judges listed, headline not: `default` if listed, else the first
+        names = [j.name for j in kw["judges"]]
+        kw["headline_judge"] = "default" if "default" in names else names[0]
     cfg = StudyConfig(**kw)
     _validate(cfg, Path(base) if base else None)
     return cfg
