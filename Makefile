@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install study study-real test test-real lint docs fetch-smollm2 toy bench clean-runs
+.PHONY: install study study-real test test-real lint docs fetch-smollm2 toy bench bench-real clean-runs
 
 # Install into .venv: torch first (the local CPU wheel where the machine has one, the normal
 # build elsewhere), then the package with its test extra. Re-runs only when the project files change.
@@ -67,6 +67,13 @@ toy: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+# The benchmarks that take --model, on SmolLM2-135M, in one run (2 threads: the machine's cores).
+bench-real: $(VENV)/.installed $(SMOLLM2)
+	@uptime
+	@for b in directions selection generate judges; do echo "== bench_$$b (SmolLM2-135M)"; \
+	$(PY) bench/bench_$$b.py --model $(SMOLLM2) --threads 2; done
+	@uptime
 
 clean-runs:
 	rm -rf runs
