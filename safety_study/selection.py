@@ -137,7 +137,7 @@ def _hidden(out): return out if torch.is_tensor(out) else out[0]
 
 class LayerCache:
     """The unedited model's input to every decoder layer and to the final norm on packed rows, with the arguments
-    each layer was called with, so that a forward can start again at any layer."""
+    each layer was called with, so that a forward can start again at any layer; and the unedited logits."""
     def __init__(self, model, packed: PackedPrompts):
         arch = get_arch(model)
         if arch.final_norm is None: raise StudyError(f"{arch.model_type}: no final norm found; LayerCache needs it")
@@ -147,6 +147,7 @@ class LayerCache:
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
         self.dtype = model.get_input_embeddings().weight.dtype
+        self.captured = {}
         self.rows = [self._capture(k) for k in range(len(packed.packs))]
 
     @torch.no_grad()
@@ -160,7 +161,8 @@ class LayerCache:
         for i, layer in enumerate(self.layers): handles.append(layer.register_forward_pre_hook(pre(i), with_kwargs=True))
         def fin(mod, args): states[self.n_layers] = args[0]
         handles.append(self.norm.register_forward_pre_hook(fin))
-        try: self.model(**self.packed.inputs(k, self.dtype), use_cache=False, logits_to_keep=1)
+        try: self.captured[k] = self.model(**self.packed.inputs(k, self.dtype), use_cache=False,
+                                           logits_to_keep=self.packed.packs[k]["last"]).logits[0]
         finally:
             for h in handles: h.remove()
         return [states[i] for i in range(self.n_layers + 1)], [calls[i] for i in range(self.n_layers)]
@@ -179,16 +181,23 @@ class LayerCache:
         x = self.head(self.norm(h[:, p["last"]]))[0]
         return torch.tanh(x / self.softcap) * self.softcap if self.softcap else x
 
-    def logprobs(self, start: int | None, rows=None) -> torch.Tensor:
-        "fp64 first-token log-probabilities of the prompts of consecutive `rows` (default all), in prompt order."
+    def _ordered(self, rows, logits) -> torch.Tensor:
         rows = range(len(self.packed.packs)) if rows is None else rows
         out, index = [], []
         for k in rows:
-            out.append(torch.log_softmax(self.logits(k, start).double(), -1).cpu()); index += self.packed.packs[k]["index"]
+            out.append(torch.log_softmax(logits(k).double(), -1).cpu()); index += self.packed.packs[k]["index"]
         out, index = torch.cat(out), torch.tensor(index)
         res = torch.empty_like(out)
         res[index - index.min()] = out
         return res
+
+    def logprobs(self, start: int | None, rows=None) -> torch.Tensor:
+        "fp64 first-token log-probabilities of the prompts of consecutive `rows` (default all), in prompt order."
+        return self._ordered(rows, lambda k: self.logits(k, start))
+
+    def baseline(self, rows=None) -> torch.Tensor:
+        "`logprobs` of the unedited model, from the forward that filled the cache (no new forward pass)."
+        return self._ordered(rows, self.captured.__getitem__)
 
 # %% ../nbs/13_selection.ipynb #0cd8e235
 @dataclass(frozen=True)
@@ -229,7 +238,7 @@ class Validation:
     harmful: PromptBatches
     harmless: PromptBatches
     tok_ids: list
-    base: torch.Tensor           # (n_harmful + n_harmless, vocab): harmful, then harmless
+    base: torch.Tensor | None    # (n_harmful + n_harmless, vocab): harmful, then harmless, of the unedited model
     fast: LayerCache | None = None   # packed rows (harmful rows, then harmless rows) with the unedited layer inputs
     rows: dict = dataclasses.field(default_factory=dict)   # "harmful" / "harmless": that group's packed rows
     start: int | None = None     # first layer the edit changes; None: the embeddings (run the whole model)
@@ -349,13 +358,14 @@ def _scan(keys, need, spec: SelectionSpec, n_layers: int):
     below = [k for k in keys if k[0] < limit and scorable(rows[k])]
     ranked = sorted((k for k in below if math.isfinite(need(k, ("bypass_score",))["bypass_score"])),
                     key=lambda k: (need(k, ())["bypass_score"], keys.index(k)))
-    test = {"induce": lambda k: need(k, ("induce_score",))["induce_score"] > spec.induce_threshold,
-            "kl": lambda k: need(k, ("kl",))["kl"] < spec.kl_threshold}
-    walks = [("induce", "kl") if spec.induce_threshold is not None else ("kl",)]
-    if spec.relax: walks += [w for w in (("kl",), ()) if w not in walks]
-    for walk in walks:
-        for k in ranked:
-            if all(test[t](k) for t in walk): need(k, SCORES); return
+    kl_ok = lambda k: need(k, ("kl",))["kl"] < spec.kl_threshold
+    induce_ok = lambda k: spec.induce_threshold is None or need(k, ("induce_score",))["induce_score"] > spec.induce_threshold
+    c = next((i for i, k in enumerate(ranked) if kl_ok(k)), None)       # the lowest bypass that passes KL
+    if c is not None:
+        for k in ranked[c:]:
+            if induce_ok(k) and kl_ok(k): need(k, SCORES); return
+        if spec.relax: need(ranked[c], SCORES); return                 # relaxed: induce
+    elif spec.relax and ranked: need(ranked[0], SCORES); return        # relaxed: induce, kl
     if spec.relax and not ranked:                                  # the layer limit is dropped too
         finite = [k for k in keys if math.isfinite(need(k, ("bypass_score",))["bypass_score"])]
         if finite: need(min(finite, key=lambda k: (need(k, ())["bypass_score"], keys.index(k))), SCORES); return
@@ -370,20 +380,28 @@ def _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit=Ed
     prompts = list(harmful_val) + list(harmless_val)
     harmful = PromptBatches(tokenizer, harmful_val, spec.batch_size, device=dev, **chat)
     harmless = PromptBatches(tokenizer, harmless_val, spec.batch_size, device=dev, **chat)
-    val = Validation(harmful, harmless, tok_ids, torch.cat([harmful.logprobs(model), harmless.logprobs(model)]))
+    val = Validation(harmful, harmless, tok_ids, base=None)
     if spec.packed: _use_packed(model, tokenizer, val, prompts, spec, chat, edit)
+    if val.fast is None: val.base = torch.cat([harmful.logprobs(model), harmless.logprobs(model)])
     return val
 
 PACKED_TOL = {torch.float64: 1e-3, torch.float32: 1e-3}   # other dtypes: 0.25 (half-precision rounding)
 
 def _use_packed(model, tokenizer, val, prompts, spec, chat, edit):
-    "Switch `val` to packed rows and layer replay if they reproduce the plain forward on the unablated model."
+    """Switch `val` to packed rows and layer replay if they reproduce the plain forward on the unablated model: checked
+    on the first and the last prompt of every packed row (plain batched forward), and by a replay from the middle layer
+    of the first row."""
     why = None
     try:
         packed = PackedPrompts(tokenizer, prompts, spec.batch_size, device=model_device(model),
                                groups=[val.n_harmful, len(prompts) - val.n_harmful], **chat)
         fast = LayerCache(model, packed)
-        diff = float((fast.logprobs(0) - val.base).abs().max())
+        base = fast.baseline()
+        probe = sorted({i for p in packed.packs for i in (p["index"][0], p["index"][-1])})
+        plain = PromptBatches(tokenizer, [prompts[i] for i in probe], spec.batch_size, device=model_device(model),
+                              **chat).logprobs(model)
+        diff = max(float((base[probe] - plain).abs().max()),
+                   float((fast.logprobs(fast.n_layers // 2, [0]) - fast.baseline([0])).abs().max()))
         tol = PACKED_TOL.get(fast.dtype, 0.25)
         if not diff <= tol: why = f"its log-probabilities differ from the plain forward's by {diff:.1e} (> {tol:g})"
     except Exception as e: why = f"it failed ({type(e).__name__}: {str(e)[:200]})"
@@ -391,7 +409,7 @@ def _use_packed(model, tokenizer, val, prompts, spec, chat, edit):
         warnings.warn(f"{model.config.model_type}: packed prompts with layer replay do not fit this model: {why}; "
                       "scoring with plain batched forwards instead (same scores, slower)", stacklevel=4)
         return
-    val.fast, val.start = fast, (None if edit.embeddings else int(edit.skip_begin))
+    val.fast, val.base, val.start = fast, base, (None if edit.embeddings else int(edit.skip_begin))
     val.rows = {g: [k for k, p in enumerate(packed.packs) if (p["index"][0] >= val.n_harmful) == (g == "harmless")]
                 for g in ("harmful", "harmless")}
 
