@@ -296,8 +296,7 @@ def selection_fingerprint(dirs: Directions, harmful_val, harmless_val, tok_ids, 
     means = h.hexdigest()[:16]
     return dict(directions=means, n_layers=dirs.n_layers, positions=dirs.positions,
                 prompts=stable_hash([list(harmful_val), list(harmless_val)], 16), refusal_tokens=list(map(int, tok_ids)),
-                selection={k: v for k, v in spec.to_dict().items() if k not in ("packed", "scan")}, edit=edit.to_dict(),
-                chat=chat)
+                selection=dict(method=spec.method), edit=edit.to_dict(), chat=chat)
 
 def write_selection_table(scores: pd.DataFrame, path, meta: dict):
     "Write the selection table (parquet) with its metadata, atomically."
