@@ -170,6 +170,7 @@ def layer_profile(selection: pd.DataFrame, order=None):
     if selection.empty: return _empty("no direction-selection table in this run")
     ladder = ladder_order(selection["checkpoint"], order)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    unscored = ((selection.diff_norm > 0) & selection.bypass_score.isna()).any()   # left out by the pruned scan
     for k, ck in enumerate(ladder):
         s = selection[selection.checkpoint == ck]
         chosen = s[s.chosen.astype(bool)]
@@ -184,6 +185,8 @@ def layer_profile(selection: pd.DataFrame, order=None):
     axes[0].set_title("difference-of-means norm")
     axes[1].set_xlabel("layer"); axes[1].set_ylabel("bypass score (selection)")
     axes[1].set_title("selection score (★ chosen direction)")
+    if unscored: axes[1].annotate("layers without a point: not scored (the pruned scan needs no score there)",
+                                  (0.5, -0.2), xycoords="axes fraction", ha="center", fontsize=8, color="0.35")
     from matplotlib.ticker import MaxNLocator
     for ax in axes: ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
     axes[0].legend(title="checkpoint", fontsize=8)
