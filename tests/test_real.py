@@ -178,7 +178,7 @@ def test_packed_selection_equals_plain_forwards(smol, dirs, split, full_selectio
     for c in ("bypass_score", "induce_score", "kl"):
         assert float((scores[c] - plain[c]).abs().max()) <= 1e-4, c
     assert (chosen["layer"], chosen["position"]) == (plain_chosen["layer"], plain_chosen["position"])
-    assert chosen["base_bypass"] == pytest.approx(plain_chosen["base_bypass"], abs=1e-9)
+    assert chosen["base_bypass"] == pytest.approx(plain_chosen["base_bypass"], abs=1e-5)   # packed baseline: fp32 rounding
 
 
 def test_pruned_scan_makes_the_full_choice_from_fewer_scores(smol, dirs, split, full_selection):
