@@ -185,6 +185,7 @@ def layer_profile(selection: pd.DataFrame, order=None):
     axes[0].set_title("difference-of-means norm")
     axes[1].set_xlabel("layer"); axes[1].set_ylabel("bypass score (selection)")
     axes[1].set_title("selection score (★ chosen direction)")
+    axes[1].set_xlim(axes[0].get_xlim())                      # the same layers on both panels
     if unscored: axes[1].annotate("layers without a point: not scored (the pruned scan needs no score there)",
                                   (0.5, -0.2), xycoords="axes fraction", ha="center", fontsize=8, color="0.35")
     from matplotlib.ticker import MaxNLocator
