@@ -485,7 +485,7 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
             rows[key] = score_candidate(model, dirs, *key, val, edit, which=tuple(which), row=row)
             got = (list(which) if row is None else missing) if scorable(rows[key]) else []
             computed.update(got); bar.update(len(got))
-            if table is not None: write_selection_table(_table(rows), table, meta)
+            if table is not None and got: write_selection_table(_table(rows), table, meta)   # after every new score
         return rows[key]
     with bar: _scan(keys, need, spec, dirs.n_layers)
     scores = _table(rows)
