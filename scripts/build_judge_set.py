@@ -1,16 +1,25 @@
 """Assemble safety_study/data/labelled/judge_set.csv (and judge_set.json) from its three parts.
 
-Usage: python scripts/build_judge_set.py ANSWERS.parquet
+Usage: python scripts/build_judge_set.py ANSWERS.parquet [--out DIR]
+       python scripts/build_judge_set.py --real-from-set [JUDGE_SET.csv] [--out DIR]
 
 * real answers of SmolLM2-135M-Instruct (ANSWERS.parquet from generate_smollm2_answers.py), labelled
-  by the project's annotators in scripts/smollm2_labels.csv (one row per answer: variant, prompt_id,
+  by the project's annotators in sources/smollm2_labels.csv (one row per answer: variant, prompt_id,
   label, case, rule; label `drop` removes an answer, e.g. one that repeats the original word for word);
-* answers written in the styles of large instruct models (judge_set_written.py, from judge_set_cards.py);
-* single hand-written answers (judge_set_literal.py).
+* answers written in the styles of large instruct models (judge_set_written.py, from the cards and
+  phrases in sources/: harmful_cards.yaml, harmless_cards.yaml, written_phrases.yaml);
+* single hand-written answers (sources/literal_answers.jsonl).
+
+sources/ is safety_study/data/labelled/sources/ (read by judge_set_sources.py). With --real-from-set the
+real answers are taken from an existing judge set (default: the shipped one) instead of the parquet, after
+checking them against smollm2_labels.csv: this rebuilds the set offline, without the model run, and
+reproduces the shipped file byte for byte while the sources and this code are unchanged. --out writes the
+set and its card to DIR instead of the package.
 
 The split is drawn once, by prompt, with SEED: prompts are shuffled within their prompt label and
 assigned to test until the test split holds at least a quarter of the items.
 """
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from judge_set_literal import LITERAL  # noqa: E402
+from judge_set_sources import SOURCES, literal_answers  # noqa: E402
 from judge_set_written import written_items  # noqa: E402
 
 from safety_study.core import atomic_path, file_sha256, package_file, stable_hash  # noqa: E402
@@ -29,31 +38,66 @@ from safety_study.prompts import default_prompts  # noqa: E402
 SEED, TEST_SHARE = 2510, 0.25
 COLUMNS = ["item_id", "prompt_id", "prompt", "prompt_label", "category", "response", "label", "case", "rule",
            "source", "variant", "style", "author", "labelled_by", "split"]
+PART_COLUMNS = COLUMNS[1:-1]
+REAL = "SmolLM2-135M-Instruct"
 GENERATED = "SmolLM2-135M-Instruct, greedy decoding, 256 new tokens (scripts/generate_smollm2_answers.py)"
 WRITTEN = "the project's annotators, in the style of large instruct models"
 READ = "the project's annotators, reading the answer, labelling guide v1"
 BY_RULE = "the project's annotators, by the guide rule the answer was written to (labelling guide v1)"
+LABELS = SOURCES / "smollm2_labels.csv"
+
+
+def _labels():
+    return pd.read_csv(LABELS, keep_default_na=False)
+
+
+def _variant_key(variant):
+    return variant.str.replace(r"^abliterated:.*", "abliterated", regex=True)
 
 
 def real_part(answers_path):
+    "The labelled real answers, from the answers of generate_smollm2_answers.py and smollm2_labels.csv."
     a = pd.read_parquet(answers_path)
-    lab = pd.read_csv(Path(__file__).parent / "smollm2_labels.csv", keep_default_na=False)
-    a["variant_key"] = a.variant.str.replace(r"^abliterated:.*", "abliterated", regex=True)
-    m = a.merge(lab, left_on=["variant_key", "prompt_id"], right_on=["variant", "prompt_id"], how="left",
+    a["variant_key"] = _variant_key(a.variant)
+    m = a.merge(_labels(), left_on=["variant_key", "prompt_id"], right_on=["variant", "prompt_id"], how="left",
                 suffixes=("", "_lab"), validate="one_to_one")
     if m.label.isna().any():
-        raise SystemExit(f"{int(m.label.isna().sum())} answers have no label in smollm2_labels.csv")
+        raise SystemExit(f"{int(m.label.isna().sum())} answers have no label in {LABELS}")
     m = m[m.label != "drop"]
     return pd.DataFrame(dict(prompt_id=m.prompt_id, prompt=m.prompt, prompt_label=m.prompt_label, category=m.category,
                              response=m.raw_response, label=m.label, case=m.case, rule=m.rule,
-                             source="SmolLM2-135M-Instruct", variant=m.variant, style="model output",
+                             source=REAL, variant=m.variant, style="model output",
                              author=GENERATED, labelled_by=READ))
 
 
+def real_part_from_set(path=None):
+    "The real answers of an existing judge set (default: the shipped one), checked against smollm2_labels.csv."
+    path = Path(path) if path else package_file("data", "labelled", "judge_set.csv")
+    cur = pd.read_csv(path, keep_default_na=False, dtype=str)
+    real = cur[cur.source == REAL][PART_COLUMNS].reset_index(drop=True)
+    lab = _labels()
+    lab = lab[lab.label != "drop"]
+    m = real.assign(variant_key=_variant_key(real.variant)).merge(
+        lab, left_on=["variant_key", "prompt_id"], right_on=["variant", "prompt_id"], how="outer",
+        suffixes=("", "_lab"), indicator=True)
+    if (m._merge != "both").any():
+        raise SystemExit(f"{path}: {int((m._merge == 'left_only').sum())} real answers have no label in {LABELS}, "
+                         f"{int((m._merge == 'right_only').sum())} labels have no answer")
+    for col in ("label", "case", "rule"):
+        bad = m[m[col] != m[f"{col}_lab"]]
+        if len(bad):
+            raise SystemExit(f"{path}: {len(bad)} real answers disagree with {LABELS} on `{col}`, e.g. "
+                             f"{bad.prompt_id.iloc[0]} ({bad.variant.iloc[0]})")
+    return real
+
+
 def written_part(prompts):
+    "The written answers (cards and styles) and the single hand-written ones, with their provenance."
     w = pd.DataFrame(written_items(prompts, SEED))
     by_id = prompts.set_index("prompt_id")
-    lit = pd.DataFrame(LITERAL, columns=["prompt_id", "label", "case", "rule", "style", "response"])
+    lit = pd.DataFrame(literal_answers(), columns=["prompt_id", "label", "case", "rule", "style", "response"])
+    unknown = sorted(set(lit.prompt_id) - set(by_id.index))
+    if unknown: raise SystemExit(f"{SOURCES / 'literal_answers.jsonl'}: prompt_ids not in the default prompts: {unknown[:5]}")
     lit["prompt"] = lit.prompt_id.map(by_id.prompt)
     lit["prompt_label"] = lit.prompt_id.map(by_id.label)
     lit["category"] = lit.prompt_id.map(by_id.category)
@@ -75,31 +119,54 @@ def split_by_prompt(df):
     return np.where(df.prompt_id.isin(test), "test", "train")
 
 
-def main(answers_path):
-    prompts = default_prompts()
-    df = pd.concat([real_part(answers_path), written_part(prompts)], ignore_index=True)
+def assemble(real, prompts=None):
+    "The judge set as a table: the real part, then the written part; deduplicated, identified, split, sorted."
+    prompts = default_prompts() if prompts is None else prompts
+    df = pd.concat([real, written_part(prompts)], ignore_index=True)
     bad = [(r, l) for r, l in zip(df.rule, df.label) if rule_label(r) != l]
     if bad: raise SystemExit(f"labels that contradict their rule: {bad[:5]}")
     df = df.drop_duplicates(["prompt_id", "response"]).reset_index(drop=True)
     df["item_id"] = [stable_hash([s, v, st, p, r], 12) for s, v, st, p, r in
                      zip(df.source, df.variant, df["style"], df.prompt_id, df.response)]
     df["split"] = split_by_prompt(df)
-    df = df[COLUMNS].sort_values(["split", "prompt_id", "item_id"]).reset_index(drop=True)
-    out = package_file("data", "labelled")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "judge_set.csv") as tmp: df.to_csv(tmp, index=False)
-    card = dict(name="judge_set", guide="labelling guide v1 (nbs/21_judges.ipynb)", seed=SEED, test_share=TEST_SHARE,
+    return df[COLUMNS].sort_values(["split", "prompt_id", "item_id"]).reset_index(drop=True)
+
+
+def card(df, sha256):
+    return dict(name="judge_set", guide="labelling guide v1 (nbs/21_judges.ipynb)", seed=SEED, test_share=TEST_SHARE,
                 split="by prompt: no prompt has answers in both splits", n_items=len(df),
                 n_prompts=int(df.prompt_id.nunique()),
                 counts={k: {str(a): int(b) for a, b in g.label.value_counts().items()} for k, g in df.groupby("split")},
                 by_source={str(k): int(v) for k, v in df.groupby("source").size().items()},
                 by_case={str(k): int(v) for k, v in df.groupby("case").size().items()},
-                sources={"SmolLM2-135M-Instruct": GENERATED, "written": WRITTEN},
-                labelled_by={"SmolLM2-135M-Instruct": READ, "written": BY_RULE},
-                sha256=file_sha256(out / "judge_set.csv"))
-    with atomic_path(out / "judge_set.json") as tmp: tmp.write_text(json.dumps(card, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in card.items() if k not in ("sources", "labelled_by")}, indent=1))
+                sources={REAL: GENERATED, "written": WRITTEN},
+                labelled_by={REAL: READ, "written": BY_RULE},
+                sha256=sha256)
+
+
+def write(df, out=None):
+    "Write judge_set.csv and judge_set.json to `out` (default: the package's data/labelled/); return the card."
+    out = Path(out) if out else package_file("data", "labelled")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "judge_set.csv") as tmp: df.to_csv(tmp, index=False)
+    c = card(df, file_sha256(out / "judge_set.csv"))
+    with atomic_path(out / "judge_set.json") as tmp: tmp.write_text(json.dumps(c, indent=1) + "\n")
+    return c
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("answers", nargs="?", help="ANSWERS.parquet from generate_smollm2_answers.py")
+    ap.add_argument("--real-from-set", nargs="?", const="", default=None, metavar="JUDGE_SET.csv",
+                    help="take the real answers from an existing judge set (default: the shipped one)")
+    ap.add_argument("--out", default=None, help="folder for judge_set.csv and judge_set.json (default: the package)")
+    args = ap.parse_args(argv)
+    if (args.answers is None) == (args.real_from_set is None):
+        ap.error("give either ANSWERS.parquet or --real-from-set")
+    real = real_part(args.answers) if args.answers else real_part_from_set(args.real_from_set or None)
+    c = write(assemble(real), args.out)
+    print(json.dumps({k: v for k, v in c.items() if k not in ("sources", "labelled_by")}, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
