@@ -133,7 +133,7 @@ def assemble(real, prompts=None):
 
 
 def card(df, sha256):
-    return dict(name="judge_set", guide="labelling guide v1 (nbs/21_judges.ipynb)", seed=SEED, test_share=TEST_SHARE,
+    return dict(name="judge_set", guide="labelling guide v1 (nbs/27_judges.ipynb)", seed=SEED, test_share=TEST_SHARE,
                 split="by prompt: no prompt has answers in both splits", n_items=len(df),
                 n_prompts=int(df.prompt_id.nunique()),
                 counts={k: {str(a): int(b) for a, b in g.label.value_counts().items()} for k, g in df.groupby("split")},

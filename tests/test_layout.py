@@ -35,6 +35,33 @@ def test_no_import_cycle():
     assert "edits" in graph["directions"] | graph["selection"] and "selection" not in graph["edits"]
 
 
+JUDGE_BASE = "judge_base"
+JUDGE_FAMILIES = ("judge_rules", "judge_classifier", "judge_llm", "judge_api", "judge_human")
+
+
+def test_judge_families_behind_one_roster():
+    "Each judge family reads the shared base and the stages before judging, nothing else; other modules go through `judges`."
+    graph = {m: _imports(t) - {m} for m, t in MODULES.items()}
+    assert {m for m in MODULES if m.startswith("judge_")} == {JUDGE_BASE, *JUDGE_FAMILIES}
+    assert graph[JUDGE_BASE] <= {"core", "models", "generate"}, graph[JUDGE_BASE]
+    for f in JUDGE_FAMILIES:
+        assert JUDGE_BASE in graph[f] and graph[f] <= {"core", "models", "generate", "toy", JUDGE_BASE}, (f, graph[f])
+    assert {JUDGE_BASE, *JUDGE_FAMILIES} <= graph["judges"]
+    reach = {m: sorted(d & {JUDGE_BASE, *JUDGE_FAMILIES}) for m, d in graph.items()
+             if m not in (JUDGE_BASE, *JUDGE_FAMILIES, "judges")}
+    assert not any(reach.values()), {m: d for m, d in reach.items() if d}
+
+
+def test_roster_reexports_every_judge_name():
+    "`from safety_study.judges import X` reaches every public name of the base and of each family, as the same object."
+    import importlib
+    roster = importlib.import_module("safety_study.judges")
+    for f in (JUDGE_BASE, *JUDGE_FAMILIES):
+        mod = importlib.import_module(f"safety_study.{f}")
+        assert mod.__all__, f
+        assert [n for n in mod.__all__ if getattr(roster, n, None) is not getattr(mod, n)] == [], f
+
+
 def _calls(attr: str) -> set:
     "Modules whose code calls `<something>.<attr>(...)`."
     return {m for m, t in MODULES.items()
