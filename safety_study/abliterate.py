@@ -4,22 +4,22 @@
 
 # %% ../nbs/14_abliterate.ipynb #5cd3d981
 from __future__ import annotations
-import contextlib, copy, dataclasses, json, os, shutil, struct, tempfile, time, warnings
+import contextlib, copy, dataclasses, json, os, shutil, tempfile, time, warnings
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .core import StudyError, file_sha256, manifest, write_json
+from .core import StudyError, file_sha256, manifest, one_line, read_json, reading, write_json
 from .arch import get_arch
 from .edits import (EditSpec, LEFTOVER_TOL, ablation_hooks, abliterate_model, edit_plan, edit_row, is_exact,
-                                  orthogonalize_, unit_direction)
-from .models import chat_inputs, load_causal_lm, model_device, model_path
+                                  orthogonalize_, rounding_bound, unit_direction)
+from .models import WEIGHTS_REMEDY, chat_inputs, load_causal_lm, model_device, model_path, safetensors_header
 
 # %% auto #0
 __all__ = ['ST_DTYPES', 'check_equivalence', 'residual_check', 'source_info', 'atomic_dir', 'save_abliterated',
-           'load_abliterated', 'safetensors_header', 'checkpoint_shards', 'local_checkpoint', 'abliterate_checkpoint',
-           'edit_spec_from_args', 'cached_directions', 'choose_direction', 'run_abliterate', 'add_cli']
+           'load_abliterated', 'checkpoint_shards', 'local_checkpoint', 'abliterate_checkpoint', 'edit_spec_from_args',
+           'cached_directions', 'choose_direction', 'run_abliterate', 'add_cli']
 
 # %% ../nbs/14_abliterate.ipynb #70c42740
 def _probe_inputs(model, tokenizer=None, prompts=None, seed=0, n=4, length=12, system_prompt=None):
@@ -34,8 +34,11 @@ def _probe_inputs(model, tokenizer=None, prompts=None, seed=0, n=4, length=12, s
 # %% ../nbs/14_abliterate.ipynb #04cd9da5
 @torch.no_grad()
 def check_equivalence(model, direction, tokenizer=None, prompts=None, *, spec: EditSpec = EditSpec(),
-                      atol: float = 1e-4, seed: int = 0) -> dict:
-    "Max |logit difference| between hook ablation of `model` and a weight-edited copy; `passes` if ≤ atol."
+                      atol: float | None = None, seed: int = 0, weights_spec: EditSpec | None = None) -> dict:
+    """Max |logit difference| between hook ablation of `model` and a weight-edited copy; `passes` if ≤ atol, by default
+    the rounding bound of the model's dtype through its layers and head at the scale of the logits,
+    `rounding_bound(logits, n_layers + 1)`. `weights_spec` edits the copy with another spec than the hooks (a wrong
+    edit must fail: the negative control of the check)."""
     inputs = _probe_inputs(model, tokenizer, prompts, seed)
     mask = inputs["attention_mask"].bool()
     with ablation_hooks(model, direction, spec):
@@ -43,19 +46,25 @@ def check_equivalence(model, direction, tokenizer=None, prompts=None, *, spec: E
     edited = copy.deepcopy(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        abliterate_model(edited, direction, dataclasses.replace(spec, round_to=None), check=False)
+        abliterate_model(edited, direction, dataclasses.replace(weights_spec or spec, round_to=None), check=False)
     weights = edited(**inputs, use_cache=False).logits
     plain = model(**inputs, use_cache=False).logits
     diff = float((hooked - weights)[mask].abs().max())
     effect = float((plain - hooked)[mask].abs().max())
     del edited
-    return dict(max_abs_diff=diff, atol=atol, passes=diff <= atol, ablation_effect=effect,
-                dtype=str(next(model.parameters()).dtype).replace("torch.", ""))
+    dtype = next(model.parameters()).dtype
+    scale = float(hooked[mask].abs().max())
+    if atol is None: atol = rounding_bound(scale, get_arch(model).n_layers + 1, dtype)
+    return dict(max_abs_diff=diff, atol=atol, passes=diff <= atol, ablation_effect=effect, logit_scale=scale,
+                dtype=str(dtype).replace("torch.", ""))
 
 # %% ../nbs/14_abliterate.ipynb #f81d639a
 @torch.no_grad()
 def residual_check(model, direction, tokenizer=None, prompts=None, *, seed: int = 0) -> pd.DataFrame:
-    "Per layer: max over tokens of |r̂ᵀΔh| / ‖Δh‖ for the layer's residual update Δh, and of |r̂ᵀh| / ‖h‖ at its input."
+    """Per layer: max over tokens of |r̂ᵀΔh| / ‖Δh‖ for the layer's residual update Δh, and of |r̂ᵀh| / ‖h‖ at its input;
+    `update_bound` is how large the first may be by rounding alone: the residual sums round each entry of h by eps/2
+    and the writes by a few eps of ‖Δh‖, so an exact edit gives |r̂ᵀΔh| / ‖Δh‖ ≤ 8·eps·(1 + ‖h‖ / ‖Δh‖)
+    (`rounding_bound`, ‖h‖ the larger of ‖h_in‖, ‖h_out‖; the maximum over tokens)."""
     arch = get_arch(model)
     r = unit_direction(direction, arch.hidden_size)
     inputs = _probe_inputs(model, tokenizer, prompts, seed)
@@ -63,11 +72,14 @@ def residual_check(model, direction, tokenizer=None, prompts=None, *, seed: int 
     rows, layers = [], model.get_submodule(arch.layers_path)
     def hook(i):
         def f(mod, args, kwargs, out):
-            h_in = (args[0] if args else kwargs["hidden_states"]).double()[mask]
-            h_out = (out if torch.is_tensor(out) else out[0]).double()[mask]
+            h_out = out if torch.is_tensor(out) else out[0]
+            h_in, h_out, dtype = (args[0] if args else kwargs["hidden_states"]).double()[mask], h_out.double()[mask], h_out.dtype
             delta, rr = h_out - h_in, r.to(h_in.device)
-            rows.append(dict(layer=i, update_along=float(((delta @ rr).abs() / delta.norm(dim=-1).clamp_min(1e-30)).max()),
-                             input_along=float(((h_in @ rr).abs() / h_in.norm(dim=-1).clamp_min(1e-30)).max())))
+            dn = delta.norm(dim=-1).clamp_min(1e-30)
+            rows.append(dict(layer=i, update_along=float(((delta @ rr).abs() / dn).max()),
+                             input_along=float(((h_in @ rr).abs() / h_in.norm(dim=-1).clamp_min(1e-30)).max()),
+                             update_bound=rounding_bound(1 + torch.maximum(h_in.norm(dim=-1), h_out.norm(dim=-1)) / dn,
+                                                         1, dtype)))
         return f
     handles = [l.register_forward_hook(hook(i), with_kwargs=True) for i, l in enumerate(layers)]
     try: model(**inputs, use_cache=False)
@@ -141,33 +153,28 @@ def load_abliterated(path, *, dtype="auto", device: str = "cpu"):
     p = Path(path)
     if not (p / "manifest.json").exists():
         raise StudyError(f"{p} has no manifest.json: it was not written by save_abliterated/abliterate_checkpoint")
+    info = read_json(p / "manifest.json", "abliterated model's manifest", "abliterate the model again")
     model, tok = load_causal_lm(str(p), dtype=dtype, device=device)
-    direction = load_file(str(p / "direction.safetensors"))["direction"] if (p / "direction.safetensors").exists() else None
-    return model, tok, direction, json.loads((p / "manifest.json").read_text())
+    direction = None
+    if (p / "direction.safetensors").exists():
+        safetensors_header(p / "direction.safetensors")   # a truncated file is named, not a traceback
+        direction = load_file(str(p / "direction.safetensors"))["direction"]
+    return model, tok, direction, info
 
 # %% ../nbs/14_abliterate.ipynb #1090d547
 ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
              "BOOL": torch.bool}
 
-# %% ../nbs/14_abliterate.ipynb #99b97b2a
-def safetensors_header(path) -> tuple[dict, int]:
-    "The JSON header of a safetensors file and the byte offset where its data starts."
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8: raise StudyError(f"{path} is not a safetensors file (too short)")
-        n = struct.unpack("<Q", raw)[0]
-        try: header = json.loads(f.read(n))
-        except ValueError: raise StudyError(f"{path} has a corrupt safetensors header") from None
-    return header, 8 + n
-
-# %% ../nbs/14_abliterate.ipynb #3ccf0123
+# %% ../nbs/14_abliterate.ipynb #ade64df0
 def checkpoint_shards(src) -> dict:
     "Map shard file → tensor names of a safetensors checkpoint folder (single file or sharded with an index)."
     src = Path(src)
     index = src / "model.safetensors.index.json"
     if index.exists():
-        wm = json.loads(index.read_text()).get("weight_map", {})
+        wm = read_json(index, "checkpoint index", WEIGHTS_REMEDY)
+        wm = wm.get("weight_map") if isinstance(wm, dict) else None
+        if not isinstance(wm, dict): raise StudyError(f"checkpoint index {index} has no weight_map: {WEIGHTS_REMEDY}")
         shards = {}
         for k, f in wm.items(): shards.setdefault(f, []).append(k)
         missing = [f for f in shards if not (src / f).exists()]
@@ -280,7 +287,10 @@ def _cli_prompts(args, is_toy: bool, n_val: int):
     if bool(args.harmful) != bool(args.harmless):
         raise StudyError("pass both --harmful FILE and --harmless FILE, or neither (to use the default prompts)")
     if args.harmful:
-        df = pd.concat([P.load_prompts(args.harmful, "harmful"), P.load_prompts(args.harmless, "harmless")], ignore_index=True)
+        def load(path, label):
+            with reading(path, f"--{label} prompt file", remedy="pass a UTF-8 .txt/.csv/.json/.jsonl or a .parquet file of prompts"):
+                return P.load_prompts(path, label)
+        df = pd.concat([load(args.harmful, "harmful"), load(args.harmless, "harmless")], ignore_index=True)
     elif is_toy:
         from safety_study import toy
         df = toy.toy_prompts(); df = df[df["split"] == "direction"].drop(columns="split")
@@ -293,14 +303,21 @@ def _cli_prompts(args, is_toy: bool, n_val: int):
     return get("direction", "harmful"), get("direction", "harmless"), get("eval", "harmful"), get("eval", "harmless")
 
 # %% ../nbs/14_abliterate.ipynb #22c08d47
+def _kept_directions(path):
+    "The directions an earlier run kept in `path`, or None; a damaged file is a `StudyError` (and stays where it is)."
+    from safety_study.directions import Directions
+    if not Path(path).exists(): return None
+    try: return Directions.load(path)
+    except StudyError as e:
+        raise StudyError(f"{one_line(e, 400)}; it is kept from an earlier run: delete it to compute the direction again") from None
+
 def cached_directions(model, tok, harmful, harmless, path, progress: bool = True, **kw):
     "The directions of `harmful`/`harmless` prompts: read from `path` if it holds these prompts' means, else computed and saved there."
     from safety_study.core import stable_hash
-    from safety_study.directions import Directions, compute_directions
+    from safety_study.directions import compute_directions
     key = stable_hash([harmful, harmless, {k: v for k, v in kw.items() if k != "batch_size"}], 16)
-    if Path(path).exists():
-        d = Directions.load(path)
-        if d.meta.get("inputs") == key: return d, True
+    d = _kept_directions(path)
+    if d is not None and d.meta.get("inputs") == key: return d, True
     d = compute_directions(model, tok, harmful, harmless, progress=progress, **kw)
     d.meta["inputs"] = key
     d.save(path)
@@ -331,7 +348,8 @@ def _report_edit(report, rc):
           f"max leftover ‖r̂ᵀW′‖/‖r̂ᵀW‖ = {report.leftover.max():.2e} (exact edits must be ≤ {LEFTOVER_TOL:g})")
     if rc is not None:
         edited = rc[rc.layer.isin(set(w.layer.dropna().astype(int)))]
-        print(f"residual check: max share of an edited layer's update along r̂ = {edited.update_along.max():.2e}")
+        print(f"residual check: max share of an edited layer's update along r̂ = {edited.update_along.max():.2e} "
+              f"(rounding bound {edited.update_bound.max():.1e})")
 
 # %% ../nbs/14_abliterate.ipynb #30b61b91
 def _save_edit(model, tok, out, r, edit, args, fields, extra, probe):
@@ -349,6 +367,7 @@ def _save_edit(model, tok, out, r, edit, args, fields, extra, probe):
 def run_abliterate(args) -> int:
     "The `abliterate` command."
     out, work, t0 = Path(args.out), Path(f"{args.out}.partial"), time.time()
+    if out.exists() and not out.is_dir(): raise StudyError(f"{out} is a file: OUT must be a folder (new, or empty)")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise StudyError(f"{out} exists and is not empty; choose a new folder or pass --overwrite")
     edit, is_toy = edit_spec_from_args(args), args.model.startswith("toy:")
@@ -357,6 +376,7 @@ def run_abliterate(args) -> int:
         args.system_prompt = toy.system_prompt(args.model[4:])
     select = args.select or args.layer_fraction is None and not args.paper_mode
     h, l, hv, lv = _cli_prompts(args, is_toy, args.n_val if select else 0)
+    _kept_directions(work / "directions.safetensors")  # a damaged file from an earlier run fails before the model loads
     model, tok = load_causal_lm(args.model, dtype=args.dtype, device=args.device)
     print(f"model {args.model}: {get_arch(model).describe()} ({time.time() - t0:.0f} s)")
     work.mkdir(parents=True, exist_ok=True)

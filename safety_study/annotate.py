@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import (HARMFUL, HARMLESS, LABELS, StudyError, atomic_path,
-                               git_revision, package_file, read_table, require_columns, stable_hash)
+from .core import (HARMFUL, HARMLESS, LABELS, StudyError, atomic_path, git_revision, package_file,
+                               read_csv, read_table, require_columns, stable_hash)
 
 # %% auto #0
 __all__ = ['NEEDED_COLUMNS', 'ITEM_COLUMNS', 'ANNOTATION_COLUMNS', 'CHOICES', 'TEMPLATE', 'load_responses', 'check_responses',
@@ -32,13 +32,9 @@ def load_responses(source) -> pd.DataFrame:
         if not files:
             raise StudyError(f"no responses table under {source}: expected {source}/<checkpoint>/responses.parquet "
                              f"(written by `safety-study run`) or pass a responses .parquet/.csv file")
-        df = pd.concat([read_table(f) for f in files], ignore_index=True)
-    elif source.suffix == ".csv" and source.exists():
-        # ids stay text: a hash id such as "0123e4" must not turn into a number
-        df = pd.read_csv(source, dtype={c: str for c in ("study", "checkpoint", "variant", "prompt_id")},
-                         keep_default_na=False, na_values=[""])
+        df = pd.concat([require_columns(read_table(f, "responses table"), NEEDED_COLUMNS, "responses table") for f in files], ignore_index=True)
     elif source.exists():
-        df = read_table(source)
+        df = read_table(source, "responses table")  # ids stay text: a hash id such as "0123e4" is no number
     else:
         raise StudyError(f"{source} does not exist: pass a run directory or a responses .parquet/.csv file")
     return check_responses(df, what=f"responses table from {source}")
@@ -201,7 +197,7 @@ def read_annotations(path) -> pd.DataFrame:
     "Read an exported annotation CSV and check it against the user-study schema."
     path = Path(path)
     if not path.exists(): raise StudyError(f"no annotation file at {path}: check the path")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv(path, "annotation file", "export the file again from the annotation page", dtype=str, keep_default_na=False)
     require_columns(df, ANNOTATION_COLUMNS, f"annotation file {path}")
     bad = sorted(set(df["user_choice"]) - set(CHOICES))
     if bad: raise StudyError(f"{path}: user_choice has {bad}; expected {list(CHOICES)}: was the file edited by hand?")

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, importlib, sys
 
-from .core import StudyError
+from .core import StudyError, one_line
 
 # %% auto #0
 __all__ = ['STAGES_WITH_COMMANDS', 'build_parser', 'main']
@@ -29,12 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_cli(sub)
     return p
 
+def _error_line(e: Exception) -> str:
+    "A `StudyError` or `OSError` as the one line a command prints (a long message is cut)."
+    if isinstance(e, OSError):
+        what = e.strerror or str(e) or type(e).__name__
+        where = f": {e.filename}" if e.filename else ""
+        return one_line(f"{what}{where} (check the path, its permissions and the free disk space)", 2000)
+    return one_line(e, 2000)
+
 def main(argv=None) -> int:
     "Entry point of the `safety-study` console script."
     args = build_parser().parse_args(argv)
     try: return int(args.func(args) or 0)
-    except StudyError as e:
-        print(f"safety-study {args.command}: error: {e}", file=sys.stderr)
+    except (StudyError, OSError) as e:
+        print(f"safety-study {args.command}: error: {_error_line(e)}", file=sys.stderr)
         return 2
 
 # %% ../nbs/99_cli.ipynb #14c1effa

@@ -8,15 +8,13 @@ import dataclasses, re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
-from .core import StudyError, stable_hash
-from .models import resolve_source
+from .core import StudyError, one_line, read_yaml, reading, stable_hash
+from .models import check_model_files, resolve_source
 
 # %% auto #0
-__all__ = ['STUDY_JUDGES', 'CheckpointSpec', 'PromptSettings', 'AbliterationSettings', 'GenerationSettings', 'JudgeSpec',
-           'SlurmSettings', 'StudyConfig', 'judge_names', 'checkpoint_abliteration', 'config_from_dict', 'load_config',
-           'to_dict', 'base_dir', 'run_dir', 'checkpoint_hash']
+__all__ = ['MAX_NAME', 'STUDY_JUDGES', 'CheckpointSpec', 'PromptSettings', 'AbliterationSettings', 'GenerationSettings',
+           'JudgeSpec', 'SlurmSettings', 'StudyConfig', 'judge_names', 'checkpoint_abliteration', 'config_from_dict',
+           'load_config', 'to_dict', 'base_dir', 'run_dir', 'checkpoint_hash']
 
 # %% ../nbs/02_config.ipynb #4f403970
 @dataclass
@@ -133,6 +131,7 @@ class StudyConfig:
 
 # %% ../nbs/02_config.ipynb #b375e17a
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+MAX_NAME = 100   # characters of a study or checkpoint name: each names a folder
 STUDY_JUDGES = ("self", "self_abliterated")   # judges that need the checkpoint under test: only a study can run them
 
 # %% ../nbs/02_config.ipynb #2ca04646
@@ -150,13 +149,13 @@ def _check_type(value, ftype: str, where: str):
         raise StudyError(f"{where} must not be empty")
     if t in base:
         ok = isinstance(value, base[t]) and not (t in ("int", "float") and isinstance(value, bool))
-        if not ok: raise StudyError(f"{where} must be {t}, got {value!r}")
+        if not ok: raise StudyError(f"{where} must be {t}, got {one_line(repr(value), 100)}")
     return float(value) if t == "float" else value
 
 # %% ../nbs/02_config.ipynb #c9dfa03d
 def _build(cls, data, where: str):
     if data is None: data = {}
-    if not isinstance(data, dict): raise StudyError(f"{where} must be a mapping of keys to values, got {data!r}")
+    if not isinstance(data, dict): raise StudyError(f"{where} must be a mapping of keys to values, got {one_line(repr(data), 100)}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -192,19 +191,30 @@ def _check_abliteration(a: AbliterationSettings, p: PromptSettings, where: str):
                          f"({p.n_direction}): validation prompts are taken from the direction prompts")
 
 # %% ../nbs/02_config.ipynb #0b6daa9c
+def _check_prompt_file(path: Path, key: str, label, text_column: str):
+    "Read a prompt file of the config once, so that a bad one fails before the run (`key`: where the config names it)."
+    from safety_study.prompts import load_prompts
+    with reading(path, f"{key} file", remedy="pass a UTF-8 .txt/.csv/.json/.jsonl or a .parquet file of prompts"):
+        load_prompts(path, label, text_column=text_column)
+
 def _validate(cfg: StudyConfig, base: Path | None):
+    if len(cfg.name) > MAX_NAME:
+        raise StudyError(f"name is {len(cfg.name)} characters long ({one_line(repr(cfg.name), 40)}): it names the run "
+                         f"folder, so use at most {MAX_NAME}")
     if not _SAFE_NAME.match(cfg.name) or ".." in cfg.name:
         raise StudyError(f"name {cfg.name!r} cannot be a directory name: use letters, digits, '.', '_', '-' only")
     if not cfg.checkpoints: raise StudyError("checkpoints is empty: list at least one {name, model}")
     seen = set()
     for i, c in enumerate(cfg.checkpoints):
-        where = f"checkpoints[{i}] ({c.name!r})"
+        where = f"checkpoints[{i}] ({one_line(repr(c.name), 40)})"
+        if len(c.name) > MAX_NAME:
+            raise StudyError(f"{where}: name is {len(c.name)} characters long: it names a folder, so use at most {MAX_NAME}")
         if not _SAFE_NAME.match(c.name) or ".." in c.name:
             raise StudyError(f"{where}: name {c.name!r} is unsafe as a directory name (no '/', '\\', '..', spaces or "
                              f"leading dot); use letters, digits, '.', '_', '+', '=', '-', e.g. {re.sub(r'[^A-Za-z0-9._-]+', '-', c.name).strip('.-') or 'model-1'!r}")
         if c.name in seen: raise StudyError(f"{where}: duplicate display name {c.name!r}; each checkpoint needs its own name")
         seen.add(c.name)
-        try: resolve_source(c.model, base)       # toy names, local paths and GGUF files must exist
+        try: check_model_files(resolve_source(c.model, base))  # toy names, local paths and GGUF files exist and open
         except StudyError as e: raise StudyError(f"{where}: {e}") from None
     names = {c.name for c in cfg.checkpoints}
     for c in cfg.checkpoints:
@@ -231,12 +241,14 @@ def _validate(cfg: StudyConfig, base: Path | None):
         src = Path(p.source).expanduser()
         if not src.is_absolute() and base is not None: src = base / src
         if not src.exists(): raise StudyError(f"prompts.source {p.source!r} is neither 'default', 'toy' nor an existing file")
+        _check_prompt_file(src, "prompts.source", None, p.text_column)
     for key in ("harmful", "harmless"):
         f = getattr(p, key)
         if f is not None:
             fp = Path(f).expanduser()
             if not fp.is_absolute() and base is not None: fp = base / fp
             if not fp.exists(): raise StudyError(f"prompts.{key} file {f!r} does not exist")
+            _check_prompt_file(fp, f"prompts.{key}", key, p.text_column)
 
 # %% ../nbs/02_config.ipynb #eb86897a
 def _judge(j, i):
@@ -278,12 +290,12 @@ def config_from_dict(data: dict, base=None, source: str | None = None) -> StudyC
 
 # %% ../nbs/02_config.ipynb #008770b6
 def load_config(path) -> StudyConfig:
-    "Read, parse and validate a study config YAML file."
+    "Read, parse and validate a study config YAML file; every error names the file."
     path = Path(path)
     if not path.exists(): raise StudyError(f"no config file at {path}")
-    try: data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e: raise StudyError(f"{path} is not valid YAML: {e}") from None
-    return config_from_dict(data, base=path.resolve().parent, source=str(path.resolve()))
+    data = read_yaml(path, "study config", "write the config as UTF-8 YAML (configs/toy.yaml is an example)")
+    try: return config_from_dict(data, base=path.resolve().parent, source=str(path.resolve()))
+    except StudyError as e: raise StudyError(f"study config {path}: {e}") from None
 
 # %% ../nbs/02_config.ipynb #a918828f
 def to_dict(cfg) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #7eeae4d6
 from __future__ import annotations
-import contextlib, hashlib, json, os, platform, subprocess, sys, tempfile
+import contextlib, hashlib, json, os, platform, struct, subprocess, sys, tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -14,8 +14,10 @@ import pandas as pd
 # %% auto #0
 __all__ = ['REFUSAL', 'NON_REFUSAL', 'PARSE_ERROR', 'VERDICTS', 'HARMFUL', 'HARMLESS', 'LABELS', 'ORIGINAL', 'ABLITERATED',
            'VARIANTS', 'PROMPT_COLUMNS', 'RESPONSE_COLUMNS', 'ITEM_KEYS', 'JUDGEMENT_COLUMNS', 'SUMMARY_COLUMNS',
-           'ID_COLUMNS', 'TEXT_COLUMNS', 'PACKAGES', 'StudyError', 'require_columns', 'atomic_path', 'write_table',
-           'read_table', 'write_json', 'stable_hash', 'file_sha256', 'package_versions', 'git_revision', 'manifest',
+           'ID_COLUMNS', 'TEXT_COLUMNS', 'READ_FROM', 'KINDS', 'BINARY_KINDS', 'CSV_REMEDY', 'PARQUET_REMEDY',
+           'PACKAGES', 'StudyError', 'require_columns', 'one_line', 'unreadable', 'reading', 'read_text', 'read_json',
+           'read_yaml', 'atomic_path', 'write_table', 'read_csv', 'read_parquet', 'read_table', 'write_json',
+           'stable_hash', 'file_sha256', 'package_versions', 'git_revision', 'manifest', 'read_run_record',
            'resolve_device', 'resolve_dtype', 'package_file', 'study_notebook', 'render_html']
 
 # %% ../nbs/00_core.ipynb #86be814a
@@ -40,13 +42,111 @@ class StudyError(ValueError):
     "A bad input to the study: the message says what was wrong and what to do."
 
 # %% ../nbs/00_core.ipynb #c7325289
+READ_FROM = "read_from"  # df.attrs key: the file a table was read from
+
 def require_columns(df: pd.DataFrame, columns, what: str = "table"):
-    "Raise `StudyError` naming every column of `columns` that `df` lacks."
+    "Raise `StudyError` naming every column of `columns` that `df` lacks (and the file `df` was read from)."
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise StudyError(f"{what} is missing column(s) {missing}; it has {list(df.columns)}. "
+        src = df.attrs.get(READ_FROM)
+        where = f"{what} {src}" if src and src not in what else what
+        raise StudyError(f"{where} is missing column(s) {missing}; it has {one_line(list(df.columns), 300)}. "
                          f"Add the column(s) or point the loader at the right column name.")
     return df
+
+# %% ../nbs/00_core.ipynb #87aa1f96
+def one_line(text, limit: int = 200) -> str:
+    "`text` on one line (every run of whitespace, newlines included, becomes one space), cut to `limit` characters."
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+# %% ../nbs/00_core.ipynb #d52352e7
+KINDS = {".csv": "a CSV table", ".parquet": "a parquet file", ".json": "valid JSON", ".jsonl": "valid JSON Lines",
+         ".yaml": "valid YAML", ".yml": "valid YAML", ".txt": "UTF-8 text", ".safetensors": "a safetensors file",
+         ".gguf": "a GGUF model file"}  # what a file is expected to be, by its extension
+BINARY_KINDS = ("a parquet file", "a safetensors file", "a GGUF model file")
+_FORMATS = ((b"PAR1", "parquet", "a parquet file"), (b"GGUF", "gguf", "a GGUF model file"),
+            (b"PK\x03\x04", "zip", "a zip archive (a spreadsheet workbook?)"), (b"\x1f\x8b", "gzip", "gzip-compressed"))
+
+def _what_it_is(path, kind: str) -> str | None:
+    "What the first bytes of `path` show it to be, where that is not `kind`: empty, UTF-16, another format, binary."
+    try:
+        with open(path, "rb") as f: head = f.read(4096)
+    except OSError: return None
+    if not head: return "empty (0 bytes)"
+    for magic, tag, name in _FORMATS:
+        if head.startswith(magic): return None if tag in kind.lower() else name
+    if kind in BINARY_KINDS: return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")): return "UTF-16 text"
+    if b"\x00" in head: return "binary data"
+    return None
+
+# %% ../nbs/00_core.ipynb #e9ce53c5
+def _parser_errors() -> tuple:
+    "What a parser raises on a bad file: ValueError (json, pandas, pyarrow), OSError, EOFError, and yaml's, safetensors' and pyarrow's own."
+    errs = [ValueError, OSError, EOFError, RecursionError, struct.error]
+    for mod, name in (("yaml", "YAMLError"), ("safetensors", "SafetensorError"), ("pyarrow", "ArrowException")):
+        err = getattr(sys.modules.get(mod), name, None)  # a parser that is not imported raised nothing
+        if isinstance(err, type): errs.append(err)
+    return tuple(errs)
+
+def _detail(e, path) -> str:
+    "The parser's message, on one line, without the file's name (the message names it once)."
+    mark = getattr(e, "problem_mark", None)  # yaml: the problem and where it is
+    if mark is not None and getattr(e, "problem", None):
+        return one_line(f"{e.problem} at line {mark.line + 1}, column {mark.column + 1}")
+    return one_line((str(e) or type(e).__name__).replace(f" '{path}'", "").replace(str(path), "the file"))
+
+def unreadable(path, what: str = "file", kind: str | None = None, remedy: str = "fix the file or pass the right one",
+               error=None) -> str | None:
+    """The one-line message for `path`, which is not `kind` (by default what its extension says, `KINDS`): from its
+    first bytes, else from the parser's `error`; None when there is nothing to say."""
+    name = f"{what} {path}" if what else str(path)
+    kind = kind or KINDS.get(Path(path).suffix.lower(), "UTF-8 text")
+    p = Path(path)
+    iconv = lambda enc: f"`iconv -f {enc} -t UTF-8 {p.name} > {p.stem}.utf8{p.suffix}`"
+    it = _what_it_is(path, kind)
+    if it == "empty (0 bytes)": return f"{name} is empty (0 bytes): {remedy}"
+    if it == "UTF-16 text":
+        return f"{name} is UTF-16 text, not UTF-8: save it again as UTF-8 (e.g. {iconv('UTF-16')})"
+    if it is not None: return f"{name} is {it}, not {kind}: {remedy}"
+    if isinstance(error, UnicodeDecodeError):
+        byte = error.object[error.start:error.start + 1].hex()
+        return (f"{name} is not UTF-8 text (byte 0x{byte} cannot be decoded; is it Latin-1 or Windows-1252?): save it "
+                f"again as UTF-8 (e.g. {iconv('WINDOWS-1252')})")
+    if error is not None: return f"{name} is not {kind} ({_detail(error, path)}): {remedy}"
+    return None
+
+# %% ../nbs/00_core.ipynb #3077946c
+@contextlib.contextmanager
+def reading(path, what: str = "file", kind: str | None = None, remedy: str = "fix the file or pass the right one"):
+    """Inside the block, a parser's error on `path` (empty, binary, not UTF-8, malformed, truncated) becomes a
+    `StudyError` of one line that names the file, says what is wrong with it (`kind`: what it should be, by
+    default from its extension) and `remedy`. Wrap the parse call only: an error of the code that uses what was
+    read is a bug, not a bad file."""
+    try: yield
+    except StudyError: raise
+    except Exception as e:
+        if not isinstance(e, _parser_errors()): raise
+        raise StudyError(unreadable(path, what, kind, remedy, e)) from None
+
+# %% ../nbs/00_core.ipynb #ed2b9d97
+def read_text(path, what: str = "file", remedy: str = "pass a UTF-8 text file") -> str:
+    "The text of a UTF-8 file (newlines as `\\n`, a leading byte-order mark dropped); `StudyError` naming a missing or undecodable file."
+    path = Path(path)
+    if not path.is_file(): raise StudyError(f"no {what} at {path}: check the path")
+    with reading(path, what, "UTF-8 text", remedy), open(path, encoding="utf-8-sig") as f: return f.read()
+
+def read_json(path, what: str = "JSON file", remedy: str = "fix the file or pass the right one"):
+    "The JSON value in `path`; `StudyError` naming the file when it is missing, empty, not UTF-8 or not JSON."
+    text = read_text(path, what, remedy)
+    with reading(path, what, "valid JSON", remedy): return json.loads(text)
+
+def read_yaml(path, what: str = "YAML file", remedy: str = "fix the file or pass the right one"):
+    "The YAML value in `path` (safe loader; libyaml's when present, which reads a long file fast); `StudyError` like `read_json`."
+    import yaml
+    text = read_text(path, what, remedy)
+    with reading(path, what, "valid YAML", remedy): return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 # %% ../nbs/00_core.ipynb #4321f2ff
 @contextlib.contextmanager
@@ -71,20 +171,46 @@ def write_table(df: pd.DataFrame, path) -> Path:
     path = Path(path)
     if path.suffix not in (".parquet", ".csv"):
         raise StudyError(f"cannot write a table to {path}: use a .parquet or .csv file name")
+    if READ_FROM in df.attrs:  # where a table was read from is not part of what is written
+        df = df.copy(deep=False); df.attrs = {k: v for k, v in df.attrs.items() if k != READ_FROM}
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet": df.to_parquet(tmp, index=False)
         else: df.to_csv(tmp, index=False)
     return path
 
 # %% ../nbs/00_core.ipynb #7e678c4b
-def read_table(path) -> pd.DataFrame:
-    "Read a parquet or CSV table."
+CSV_REMEDY = "pass a comma-separated UTF-8 file with a header row"
+PARQUET_REMEDY = "write it again (an interrupted copy leaves a truncated file) or pass the right file"
+
+def _table_path(path, what: str) -> Path:
     path = Path(path)
-    if not path.exists(): raise StudyError(f"no table at {path}: check the path")
-    if path.suffix == ".parquet": return pd.read_parquet(path)
+    if not path.exists(): raise StudyError(f"no {what} at {path}: check the path")
+    if path.is_dir(): raise StudyError(f"{what} {path} is a folder: pass a .csv or .parquet file")
+    return path
+
+def read_csv(path, what: str = "table", remedy: str = CSV_REMEDY, **kwargs) -> pd.DataFrame:
+    "`pandas.read_csv(path, **kwargs)`; a file that is empty, binary, not UTF-8 or not CSV raises a one-line `StudyError` naming it."
+    path = _table_path(path, what)
+    if msg := unreadable(path, what, "a CSV table", remedy): raise StudyError(msg)  # empty, UTF-16, binary, another format
+    with reading(path, what, "a CSV table", remedy): df = pd.read_csv(path, **kwargs)
+    df.attrs[READ_FROM] = str(path)
+    return df
+
+def read_parquet(path, what: str = "table", remedy: str = PARQUET_REMEDY) -> pd.DataFrame:
+    "`pandas.read_parquet(path)`; a file that is empty, truncated or not parquet raises a one-line `StudyError` naming it."
+    path = _table_path(path, what)
+    with reading(path, what, "a parquet file", remedy): df = pd.read_parquet(path)
+    df.attrs[READ_FROM] = str(path)
+    return df
+
+def read_table(path, what: str = "table") -> pd.DataFrame:
+    "Read a parquet or CSV table (`what` names it in errors); see `read_csv` and `read_parquet`."
+    path = Path(path)
+    if not path.exists(): raise StudyError(f"no {what} at {path}: check the path")
+    if path.suffix == ".parquet": return read_parquet(path, what)
     if path.suffix == ".csv":
         # ids stay text ("007", "123e4" are ids, not numbers); empty text cells stay ""
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in ID_COLUMNS})
+        df = read_csv(path, what, keep_default_na=False, na_values=[""], dtype={c: str for c in ID_COLUMNS})
         for c in TEXT_COLUMNS:
             if c in df.columns: df[c] = df[c].astype(object).where(df[c].notna(), "")
         return df
@@ -147,6 +273,17 @@ def manifest(**fields) -> dict:
     return dict(fields, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 python=sys.version.split()[0], platform=platform.platform(),
                 packages=package_versions(), git_revision=git_revision())
+
+# %% ../nbs/00_core.ipynb #488a0520
+def read_run_record(run_dir) -> dict:
+    "The `study.json` of a run folder: name, checkpoints (`{name, ...}`), judges; `StudyError` naming it when damaged."
+    path = Path(run_dir) / "study.json"
+    remedy = f"run `safety-study run CONFIG --out {Path(run_dir)}` again to write it"
+    study = read_json(path, "run record", remedy)
+    cks = study.get("checkpoints") if isinstance(study, dict) else None
+    if not isinstance(cks, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in cks):
+        raise StudyError(f"run record {path} does not list its checkpoints (a list of {{name, ...}}): {remedy}")
+    return study
 
 # %% ../nbs/00_core.ipynb #1f2466ef
 def resolve_device(device: str = "auto") -> str:

@@ -4,24 +4,24 @@
 
 # %% ../nbs/32_importers.ipynb #fff92906
 from __future__ import annotations
-import json, re, warnings
+import re, warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .core import (ABLITERATED, HARMFUL, HARMLESS, JUDGEMENT_COLUMNS, NON_REFUSAL, ORIGINAL, REFUSAL,
-                               SUMMARY_COLUMNS, VARIANTS, StudyError, file_sha256, manifest, read_table,
-                               require_columns, stable_hash, write_json, write_table)
+                               SUMMARY_COLUMNS, VARIANTS, StudyError, file_sha256, manifest, read_json, read_table,
+                               read_yaml, require_columns, stable_hash, write_json, write_table)
 from .metrics import check_judgements, model_name, rates_from_summary, summary_table
 
 # %% auto #0
-__all__ = ['WIDE_PREFIX', 'USER_STUDY_COLUMNS', 'REFERENCE_CHECKPOINTS', 'REFERENCE_JUDGES', 'NAME_COLUMNS', 'RATE_COLUMNS',
-           'detect_format', 'parse_bool', 'normalise_labels', 'item_ids', 'reference_names', 'load_model_names',
-           'name_table', 'resolve_model', 'resolve_judge', 'checkpoint_order', 'UnpairedVariantWarning', 'model_table',
-           'check_pairs', 'read_summary', 'read_wide', 'read_user_study', 'read_annotator_files', 'canonical_summary',
-           'combine_summaries', 'rename_models', 'merge_summaries', 'align_items', 'tidy_rates', 'read_files',
-           'import_files', 'add_import_arguments', 'pairs_line', 'add_cli']
+__all__ = ['WIDE_PREFIX', 'USER_STUDY_COLUMNS', 'REFERENCE_CHECKPOINTS', 'REFERENCE_JUDGES', 'NAME_COLUMNS', 'NAMES_REMEDY',
+           'RATE_COLUMNS', 'detect_format', 'parse_bool', 'normalise_labels', 'item_ids', 'reference_names',
+           'load_model_names', 'name_table', 'resolve_model', 'resolve_judge', 'checkpoint_order',
+           'UnpairedVariantWarning', 'model_table', 'check_pairs', 'read_summary', 'read_wide', 'read_user_study',
+           'read_annotator_files', 'canonical_summary', 'combine_summaries', 'rename_models', 'merge_summaries',
+           'align_items', 'tidy_rates', 'read_files', 'import_files', 'add_import_arguments', 'pairs_line', 'add_cli']
 
 # %% ../nbs/32_importers.ipynb #903a5230
 WIDE_PREFIX = "is_refusal_"
@@ -104,15 +104,15 @@ def _name_rows(obj, where: str) -> pd.DataFrame:
     return pd.DataFrame(obj)
 
 # %% ../nbs/32_importers.ipynb #31cbd8c3
+NAMES_REMEDY = "write it as UTF-8: a CSV with columns model,name[,variant], or a YAML/JSON mapping `model: name`"
+
 def _read_names(p: Path) -> pd.DataFrame:
     if not p.exists(): raise StudyError(f"model-name mapping {p} does not exist: check the path")
-    if p.suffix in (".csv", ".parquet"): return read_table(p)
+    if p.suffix in (".csv", ".parquet"): return read_table(p, "model-name mapping")
     if p.suffix not in (".json", ".yaml", ".yml"):
         raise StudyError(f"model-name mapping {p}: use a .csv, .yaml/.yml or .json file")
-    import yaml
-    try: obj = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
-    except (ValueError, yaml.YAMLError) as e: raise StudyError(f"model-name mapping {p} does not parse ({e}); fix the file") from None
-    return _name_rows(obj, str(p))
+    obj = (read_json if p.suffix == ".json" else read_yaml)(p, "model-name mapping", NAMES_REMEDY)
+    return _name_rows(obj, f"model-name mapping {p}")
 
 # %% ../nbs/32_importers.ipynb #854cc374
 def load_model_names(model_names) -> pd.DataFrame:
@@ -295,7 +295,7 @@ def read_annotator_files(paths, study: str = "reference", start: int = 1, names=
     frames, files, names = [], {}, _names(names)
     for i, p in enumerate(paths, start):
         judge = f"human_{i}"
-        df = read_table(p)
+        df = read_table(p, "annotator file")
         if detect_format(df, str(p)) != "user_study":
             raise StudyError(f"{p}: not a user-study annotator file (columns {list(df.columns)})")
         frames.append(read_user_study(df, judge, name=str(p), study=study, names=names))
@@ -383,7 +383,7 @@ def read_files(paths, names=None, study: str = "reference") -> dict:
     names, files = _names(names), _expand(paths)
     summaries, annotated, by_text, keyed, formats, humans, models = {}, [], [], [], {}, {}, []
     for p in files:
-        df = read_table(p)
+        df = read_table(p, "file to import")
         fmt = formats[str(p)] = detect_format(df, str(p))
         models += list(df["model"].astype(str))
         if fmt == "summary": summaries[str(p)] = canonical_summary(read_summary(df, str(p)), names)
@@ -433,7 +433,7 @@ def add_import_arguments(p):
 # %% ../nbs/32_importers.ipynb #a24804bf
 def pairs_line(out_dir) -> str:
     "One line on the original/abliterated pairs an import found (from its `import.json`)."
-    meta = json.loads((Path(out_dir) / "import.json").read_text())
+    meta = read_json(Path(out_dir) / "import.json", "import record", "import the files again (`safety-study import`)")
     line = f"{len(meta['pairs'])} of {meta['n_abliterated']} abliterated systems paired with their original: {', '.join(meta['pairs'])}"
     return line + (f"; unpaired: {meta['unpaired_abliterated']}" if meta["unpaired_abliterated"] else "")
 

@@ -4,18 +4,20 @@
 
 # %% ../nbs/03_models.ipynb #43f0d691
 from __future__ import annotations
-import json, os, warnings
+import json, os, struct, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .core import StudyError, atomic_path, file_sha256, manifest, package_file, resolve_device, resolve_dtype, write_json
+from .core import (StudyError, atomic_path, file_sha256, manifest, one_line, package_file, read_json,
+                               resolve_device, resolve_dtype, write_json)
 
 # %% auto #0
-__all__ = ['SMOLLM2_WHEEL', 'ModelSource', 'toy_root', 'looks_local', 'resolve_source', 'cache_dir', 'check_gguf', 'convert_gguf',
-           'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device', 'chat_token_rows', 'pad_id_of', 'pad_left',
-           'chat_inputs', 'fetch_smollm2']
+__all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'SMOLLM2_WHEEL', 'ModelSource', 'toy_root', 'looks_local',
+           'resolve_source', 'cache_dir', 'gguf_header', 'check_gguf', 'convert_gguf', 'safetensors_header',
+           'check_model_files', 'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device', 'chat_token_rows',
+           'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2']
 
 # %% ../nbs/03_models.ipynb #fc28fd3a
 @dataclass(frozen=True)
@@ -32,10 +34,14 @@ def toy_root() -> Path:
     return package_file("assets", "toy")
 
 # %% ../nbs/03_models.ipynb #89c88cd4
+def _exists(path) -> bool:
+    try: return Path(path).exists()
+    except OSError: return False  # a name the file system cannot hold (too long) names no file
+
 def looks_local(spec: str) -> bool:
     "True when `spec` is written as a path rather than a Hub id (`org/name`) or `toy:NAME`."
     if spec.startswith("toy:"): return False
-    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or spec.endswith(".gguf") or Path(spec).exists()
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or spec.endswith(".gguf") or _exists(spec)
 
 # %% ../nbs/03_models.ipynb #7022dade
 def _toy_source(spec: str) -> ModelSource:
@@ -49,6 +55,11 @@ def _toy_source(spec: str) -> ModelSource:
 def resolve_source(spec, base=None, gguf_file: str | None = None) -> ModelSource:
     "Sort a model name into toy / folder / gguf / hub; relative paths are read from `base`."
     spec = str(spec)
+    try: return _resolve_source(spec, base, gguf_file)
+    except OSError as e:  # e.g. a path longer than the file system allows
+        raise StudyError(f"model path {one_line(spec, 80)!r} cannot be used ({e.strerror or e}): fix the path") from None
+
+def _resolve_source(spec: str, base, gguf_file) -> ModelSource:
     if spec.startswith("toy:"): return _toy_source(spec)
     if not looks_local(spec) and gguf_file is None: return ModelSource(spec, "hub", spec)
     p = Path(spec).expanduser()
@@ -68,12 +79,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SAFETY_STUDY_CACHE") or Path.home() / ".cache" / "safety_study")
 
 # %% ../nbs/03_models.ipynb #881cb29d
+def gguf_header(path) -> dict:
+    "Version, tensor and metadata counts from the 24-byte header of a GGUF file; `StudyError` if it is missing, foreign or truncated."
+    path = Path(path)
+    if not path.is_file(): raise StudyError(f"no GGUF file at {path}")
+    with open(path, "rb") as f: head = f.read(24)
+    if head[:4] != b"GGUF":
+        why = "it is empty" if not head else "it does not start with 'GGUF'"
+        raise StudyError(f"{path} is not a GGUF file ({why}); pass a .gguf model file")
+    corrupt = f"{path} is truncated or corrupt ({{}}): download it again"
+    if len(head) < 24: raise StudyError(corrupt.format(f"{len(head)} bytes, shorter than a GGUF header"))
+    version, n_tensors, n_kv = struct.unpack("<IQQ", head[4:])
+    if version not in (1, 2, 3): raise StudyError(corrupt.format(f"GGUF version {version}"))
+    return dict(version=version, tensors=n_tensors, metadata=n_kv)
+
 def check_gguf(path) -> dict:
     "Architecture and tensor count of a GGUF file; `StudyError` if it is missing, foreign or truncated."
     path = Path(path)
-    if not path.is_file(): raise StudyError(f"no GGUF file at {path}")
-    with open(path, "rb") as f: magic = f.read(4)
-    if magic != b"GGUF": raise StudyError(f"{path} is not a GGUF file (it does not start with 'GGUF'); pass a .gguf model file")
+    gguf_header(path)
     try:
         import gguf
         reader = gguf.GGUFReader(str(path))
@@ -86,6 +109,12 @@ def check_gguf(path) -> dict:
     return dict(architecture=arch, tensors=len(reader.tensors), chat_template="tokenizer.chat_template" in reader.fields)
 
 # %% ../nbs/03_models.ipynb #4c60feb6
+def _load_errors() -> tuple:
+    "What transformers (and the readers under it) raise on a model it cannot load."
+    import pickle
+    from safetensors import SafetensorError
+    return (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
+
 def _load_error(what, path, e, gguf_file=None) -> StudyError:
     "One message for every loading failure: what failed, the first line of the cause, and what to do."
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -101,14 +130,14 @@ def _from_pretrained(path, *, dtype, revision=None, trust_remote_code=False, ggu
     kw = dict(revision=revision, dtype=dtype, trust_remote_code=trust_remote_code)
     if gguf_file: kw["gguf_file"] = gguf_file
     try: return AutoModelForCausalLM.from_pretrained(path, **kw)
-    except (OSError, ValueError, KeyError, RuntimeError) as e: raise _load_error("weights", path, e, gguf_file) from None
+    except _load_errors() as e: raise _load_error("weights", path, e, gguf_file) from None
 
 # %% ../nbs/03_models.ipynb #a8eebe91
 def _load_tokenizer(path, *, revision=None, trust_remote_code=False, gguf_file=None):
     from transformers import AutoTokenizer
     kw = dict(revision=revision, trust_remote_code=trust_remote_code, **({"gguf_file": gguf_file} if gguf_file else {}))
     try: return AutoTokenizer.from_pretrained(path, **kw)
-    except (OSError, ValueError, KeyError, RuntimeError) as e: raise _load_error("tokenizer", path, e, gguf_file) from None
+    except _load_errors() as e: raise _load_error("tokenizer", path, e, gguf_file) from None
 
 # %% ../nbs/03_models.ipynb #87eca809
 def _plain_copy(model):
@@ -130,7 +159,9 @@ def convert_gguf(source: ModelSource, out=None, chat_template: str | None = None
     sha = file_sha256(gguf)
     out = Path(out) if out else cache_dir() / "gguf" / f"{gguf.stem}-{sha[:12]}"
     done = out / "manifest.json"
-    if done.exists() and json.loads(done.read_text()).get("gguf_sha256") == sha: return out
+    try: info_done = read_json(done, "converted model's manifest") if done.exists() else None
+    except StudyError: info_done = None  # a damaged cache entry is converted again
+    if isinstance(info_done, dict) and info_done.get("gguf_sha256") == sha: return out
     if not info["chat_template"] and chat_template is None:
         raise StudyError(f"{gguf} carries no chat template (tokenizer.chat_template), so prompts cannot be written as "
                          "chat turns; use an instruct model's GGUF, or pass a chat template")
@@ -146,10 +177,51 @@ def convert_gguf(source: ModelSource, out=None, chat_template: str | None = None
     os.replace(tmp, out)
     return out
 
+# %% ../nbs/03_models.ipynb #4b37596f
+WEIGHTS_REMEDY = "download or save the model again"
+
+def safetensors_header(path) -> tuple[dict, int]:
+    "The JSON header of a safetensors file and the byte offset where its data starts; `StudyError` naming a file that is not one."
+    path = Path(path)
+    bad = lambda why: StudyError(f"model file {path} is not a safetensors file ({why}): {WEIGHTS_REMEDY}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8: raise bad("it is empty" if not raw else f"it has {size} bytes")
+        n = struct.unpack("<Q", raw)[0]
+        if not 0 < n <= min(size - 8, 100 << 20): raise bad(f"its header claims {n} bytes; the file has {size}")
+        try: header = json.loads(f.read(n))
+        except ValueError as e: raise bad(f"its header is not JSON: {one_line(e, 100)}") from None
+    try:
+        entries = [v for k, v in header.items() if k != "__metadata__"]
+        end = max((int(v["data_offsets"][1]) for v in entries), default=0)
+        assert all(isinstance(v["dtype"], str) and isinstance(v["shape"], list) for v in entries)
+    except (AttributeError, AssertionError, IndexError, KeyError, TypeError, ValueError):
+        raise bad("its header does not list tensors") from None
+    if 8 + n + end > size: raise bad(f"its tensors need {8 + n + end} bytes; the file has {size}")
+    return header, 8 + n
+
+# %% ../nbs/03_models.ipynb #cc354994
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
+
+def check_model_files(src: ModelSource, *, tokenizer: bool = True, weights: bool = True) -> ModelSource:
+    """Read the headers of a local model's files before anything loads them: a GGUF file's header, or a folder's
+    JSON files (`config.json`, the tokenizer's) and safetensors headers. A corrupt one is a `StudyError` naming it."""
+    if src.kind == "gguf": gguf_header(Path(src.path) / src.gguf_file)
+    if src.kind not in ("folder", "toy"): return src
+    p = Path(src.path)
+    names = dict.fromkeys((WEIGHT_FILES if weights else ("config.json",)) + (TOKENIZER_FILES if tokenizer else ()))
+    for name in names:
+        if (p / name).is_file(): read_json(p / name, "model file", WEIGHTS_REMEDY)
+    if weights:
+        for f in sorted(p.glob("*.safetensors")): safetensors_header(f)
+    return src
+
 # %% ../nbs/03_models.ipynb #3af13788
 def load_tokenizer(spec, *, revision=None, trust_remote_code=False, base=None):
     "The tokenizer of a model name, with left padding and a pad token."
-    src = resolve_source(spec, base)
+    src = check_model_files(resolve_source(spec, base), weights=False)
     path = convert_gguf(src) if src.kind == "gguf" else src.path
     tok = _load_tokenizer(path, revision=revision, trust_remote_code=trust_remote_code)
     tok.padding_side = "left"
@@ -160,7 +232,7 @@ def load_tokenizer(spec, *, revision=None, trust_remote_code=False, base=None):
 def load_causal_lm(spec, *, dtype="auto", device: str = "auto", revision=None, trust_remote_code: bool = False,
                    base=None):
     "(model, tokenizer) of an HF id, local folder, `.gguf` file or `toy:NAME`, ready for batched left-padded generation."
-    src = resolve_source(spec, base)
+    src = check_model_files(resolve_source(spec, base), tokenizer=False)
     path = convert_gguf(src) if src.kind == "gguf" else src.path
     device = resolve_device(device)
     tok = load_tokenizer(path, revision=revision, trust_remote_code=trust_remote_code)
