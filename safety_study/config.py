@@ -123,7 +123,7 @@ class StudyConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     judges: list[JudgeSpec] = field(default_factory=lambda: [JudgeSpec("default"), JudgeSpec("regex_paper"),
                                                              JudgeSpec("embedding")])
-    headline_judge: str = "default"   # the judge checked against labelled real answers (nbs/21_judges.ipynb)
+    headline_judge: str = "default"   # the judge checked against labelled real answers (nbs/23_judge_classifier.ipynb)
     human_judges: list[str] = field(default_factory=list)
     judge_panel: bool = False      # every original checkpoint also judges every checkpoint's answers (llm:<name>)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError, package_file
+from .core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError, one_line, package_file, read_text
 
 # %% auto #0
 __all__ = ['Judge', 'visible_answer', 'parse_verdict_text', 'to_verdict', 'refusal_strings', 'judge_prompt_text']
@@ -122,11 +122,21 @@ def refusal_strings() -> dict:
 # %% ../nbs/21_judge_base.ipynb #fc27acbb
 def judge_prompt_text(prompt: str = "reference") -> str:
     "A judge instruction by name (`reference`, `short`), from a file path, or given as text with {prompt} and {response}."
+    where = "a judge prompt"  # what the errors name: the file, where the instruction came from one
     if "{response}" in prompt: text = prompt
-    elif prompt in ("reference", "short"): text = package_file("data", "judge_prompts", f"{prompt}.txt").read_text()
-    elif Path(prompt).exists(): text = Path(prompt).read_text()
+    elif prompt in ("reference", "short"):
+        text = package_file("data", "judge_prompts", f"{prompt}.txt").read_text(encoding="utf-8")
+    elif Path(prompt).exists():
+        where = f"judge prompt file {prompt}"
+        text = read_text(prompt, "judge prompt file", "save the instruction as UTF-8 text with {prompt} and {response} fields")
     else: raise StudyError(f"unknown judge prompt {prompt!r}: use 'reference', 'short', a file path, or text "
                            "with {prompt} and {response} fields")
+    if not text.strip():
+        raise StudyError(f"{where} is empty: write an instruction with the fields {{prompt}} and {{response}}")
     if "{response}" not in text or "{prompt}" not in text:
-        raise StudyError("a judge prompt must contain the fields {prompt} and {response}")
+        raise StudyError(f"{where} must contain the fields {{prompt}} and {{response}}")
+    try: text.format(prompt="", response="")
+    except (KeyError, IndexError, ValueError) as e:
+        raise StudyError(f"{where} has a brace field other than {{prompt}} and {{response}} ({one_line(e)}): "
+                         "write a literal brace as {{ or }}") from None
     return text

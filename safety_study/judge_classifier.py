@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import (NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError, atomic_path, file_sha256,
-                               package_file, require_columns, stable_hash)
+                               package_file, read_csv, read_text, reading, require_columns, stable_hash)
 from .judge_base import Judge, _frame, refusal_strings, to_verdict, visible_answer
 
 # %% auto #0
@@ -89,7 +89,7 @@ def embedding_training_set() -> pd.DataFrame:
     return pd.read_csv(package_file("data", "embedding_train.csv"), keep_default_na=False)
 
 def _labelled(data, what: str) -> pd.DataFrame:
-    df = pd.read_csv(data, keep_default_na=False, na_values=[""]) if isinstance(data, (str, Path)) else data.copy()
+    df = read_csv(data, what, keep_default_na=False, na_values=[""]) if isinstance(data, (str, Path)) else data.copy()
     require_columns(df, ["response", "label"], what)
     df["verdict"] = [to_verdict(v) for v in df["label"]]
     df = df[df["verdict"].notna() & df["response"].map(lambda r: isinstance(r, str) and bool(r.strip()))]
@@ -105,6 +105,37 @@ def fit_classifier(X: np.ndarray, y, C: float = 10.0, sample_weight=None):
     clf.fit(X, np.asarray(y) == REFUSAL, sample_weight=sample_weight)
     return clf
 
+def _read_spec(path: Path, what: str, kind: str, remedy: str) -> dict:
+    "The JSON object a fitted judge was saved as; one-line `StudyError` naming `path` when it is not one."
+    text = read_text(path, what, remedy)  # empty, binary, UTF-16, Latin-1
+    with reading(path, what, kind, remedy): spec = json.loads(text)
+    if not isinstance(spec, dict):
+        raise StudyError(f"{what} {path} holds a JSON {type(spec).__name__}, not {kind} (an object): {remedy}")
+    return spec
+
+def _is_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_NUMBER = (_is_number, "a number")
+_COUNT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer")
+_COEF = (lambda v: isinstance(v, list) and len(v) > 0 and all(map(_is_number, v)), "a non-empty list of numbers")
+
+def _check_spec(spec: dict, required: dict, where: str, remedy: str, optional: dict | None = None) -> dict:
+    "`spec` when it has every key of `required` and each key it has passes its check (key → (test, what it must be))."
+    if missing := [k for k in required if k not in spec]:
+        raise StudyError(f"{where} lacks the key(s) {missing}: {remedy}")
+    checks = {**(optional or {}), **required}
+    if bad := [f"{k!r} must be {must}" for k, (ok, must) in checks.items() if k in spec and not ok(spec[k])]:
+        raise StudyError(f"{where}: {'; '.join(bad)}: {remedy}")
+    return spec
+
+def _logistic(X: np.ndarray, coef: np.ndarray, intercept: float, where: str) -> np.ndarray:
+    "P(refusal) of a logistic regression; `StudyError` when the fitted coefficients do not match the features."
+    if X.ndim != 2 or X.shape[1] != len(coef):
+        raise StudyError(f"{where} has {len(coef)} coefficients for {X.shape[-1]} features: fit it again with this "
+                         "version of safety_study, or pass the right file")
+    return 1.0 / (1.0 + np.exp(-(X.astype(np.float64) @ coef + intercept)))
+
+_EMBEDDING_REMEDY = "fit one with EmbeddingJudge.fit(...).save(path), or pass the right file"
+
 class EmbeddingJudge(Judge):
     "Sentence embedding (all-MiniLM-L6-v2) + logistic regression; score = P(refusal)."
     def __init__(self, classifier=None, *, name: str = "embedding", threshold: float | None = None,
@@ -113,17 +144,17 @@ class EmbeddingJudge(Judge):
         if not path.exists():
             raise StudyError(f"no embedding classifier at {path}; fit one with EmbeddingJudge.fit(...).save(path) "
                              "or reinstall the package")
-        try: spec = json.loads(path.read_text())
-        except json.JSONDecodeError as e: raise StudyError(f"{path} is not a classifier JSON file: {e}") from e
-        self._load(spec)
         self.name, self.batch_size, self.path = name, batch_size, path
+        self._load(_read_spec(path, "embedding classifier", "a classifier JSON file", _EMBEDDING_REMEDY))
         if threshold is not None: self.spec["threshold"] = float(threshold)
     def _load(self, spec):
+        _check_spec(spec, {"coef": _COEF, "intercept": _NUMBER}, f"embedding classifier {self.path}", _EMBEDDING_REMEDY,
+                    {"threshold": _NUMBER, "max_length": _COUNT, "C": _NUMBER})
         self.spec = spec
         self.coef = np.asarray(spec["coef"], dtype=np.float64)
         self.intercept = float(spec["intercept"])
     def probability(self, X: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(X.astype(np.float64) @ self.coef + self.intercept)))
+        return _logistic(X, self.coef, self.intercept, f"embedding classifier {self.path}")
     def identity(self):
         return dict(super().identity(), classifier=str(self.path), train_sha256=self.spec.get("train_sha256"),
                     threshold=self.spec.get("threshold", 0.5), coef_sha256=stable_hash(self.spec["coef"], 16))
@@ -250,14 +281,23 @@ def fit_default_judge(data: pd.DataFrame, *, views=VIEWS, extra: bool = True, C:
                 n_train=len(df), **facts)
 
 # %% ../nbs/23_judge_classifier.ipynb #09ce10df
+_DEFAULT_REMEDY = "train one with scripts/train_default_judge.py (or fit_default_judge), or pass the right file"
+_DEFAULT_SPEC_KEYS = {  # what DefaultJudge reads from a spec: key → (check, what it must be)
+    "version": (lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool), "a version string"),
+    "coef": _COEF, "intercept": _NUMBER, "threshold": _NUMBER,
+    "views": (lambda v: isinstance(v, (list, tuple)) and set(v) <= set(VIEWS), f"a list of views from {list(VIEWS)}"),
+    "extra": (lambda v: isinstance(v, bool), "true or false")}
+
 class DefaultJudge(Judge):
     "The headline judge: MiniLM views of the answer + rule hits + shape, logistic regression; score = P(refusal)."
     def __init__(self, spec=None, *, name: str = "default", threshold: float | None = None, batch_size: int = 32):
         path = None if isinstance(spec, dict) else Path(spec) if spec else package_file(*DEFAULT_JUDGE)
         if path is not None and not path.exists():
             raise StudyError(f"no default judge at {path}; run scripts/train_default_judge.py or reinstall the package")
-        try: self.spec = dict(spec) if path is None else json.loads(path.read_text())
-        except json.JSONDecodeError as e: raise StudyError(f"{path} is not a judge JSON file: {e}") from e
+        self.where = "default judge spec" if path is None else f"default judge {path}"
+        raw = dict(spec) if path is None else _read_spec(path, "default judge", "a judge JSON file", _DEFAULT_REMEDY)
+        self.spec = _check_spec(raw, _DEFAULT_SPEC_KEYS, self.where, _DEFAULT_REMEDY,
+                                {"max_length": _COUNT, "whole_max_length": _COUNT})
         if threshold is not None: self.spec["threshold"] = float(threshold)
         self.name, self.batch_size, self.path = name, batch_size, path
         self.coef, self.intercept = np.asarray(self.spec["coef"], np.float64), float(self.spec["intercept"])
@@ -269,7 +309,7 @@ class DefaultJudge(Judge):
     def probability(self, texts) -> np.ndarray:
         s = self.spec
         X = default_features(texts, s["views"], s["extra"], s.get("max_length", 128), s.get("whole_max_length", 256), self.batch_size)
-        return 1.0 / (1.0 + np.exp(-(X.astype(np.float64) @ self.coef + self.intercept)))
+        return _logistic(X, self.coef, self.intercept, self.where)
     def judge(self, prompts, responses, progress=False):
         prompts = list(prompts) if prompts is not None else [None] * len(responses)
         seen = [visible_answer(r, p) for r, p in zip(responses, prompts)]

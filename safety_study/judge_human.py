@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import StudyError, require_columns
+from .core import StudyError, read_csv, read_parquet, require_columns
 from .judge_base import Judge, _frame, to_verdict
 
 # %% auto #0
@@ -23,9 +23,10 @@ def read_human_labels(source, schema: str = "auto") -> pd.DataFrame:
     "prompt, response, verdict, raw from an annotator file (`generic` prompt/response/label, or reference `user_study`)."
     name = str(source) if isinstance(source, (str, Path)) else "annotation table"
     if isinstance(source, (str, Path)):
-        p = Path(source)
-        if not p.exists(): raise StudyError(f"no annotation file at {p}: check the path")
-        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, keep_default_na=False, na_values=[""])
+        p = Path(source)  # a missing, empty, binary or non-UTF-8 file: one line that names it
+        df = (read_parquet(p, "annotation file") if p.suffix == ".parquet" else
+              read_csv(p, "annotation file", "export the annotator's labels again as a UTF-8 CSV",
+                       keep_default_na=False, na_values=[""]))
     else: df = source.copy()
     cols = set(df.columns)
     if schema == "auto":

@@ -140,6 +140,7 @@ class LLMJudge(Judge):
                  chat_template_kwargs: dict | None = None, device: str = "auto", dtype="auto", share_prefix: bool = True):
         if method not in ("logits", "generate"):
             raise StudyError(f"method must be 'logits' or 'generate', got {method!r}")
+        template = None if prompt == "auto" else judge_prompt_text(prompt)  # a bad instruction fails before a model loads
         if model is None or isinstance(model, (str, Path)):
             from safety_study.models import load_causal_lm
             if model is None:  # offline default: the toy ladder's judge checkpoint
@@ -149,9 +150,9 @@ class LLMJudge(Judge):
             tokenizer = tokenizer or tok
         elif tokenizer is None:
             raise StudyError("an LLM judge given a loaded model also needs its tokenizer: pass tokenizer=...")
-        if prompt == "auto": prompt = "short" if _is_toy(model) else "reference"
+        if template is None: template = judge_prompt_text("short" if _is_toy(model) else "reference")
         self.model, self.tokenizer, self.name, self.method, self.share_prefix = model, tokenizer, name, method, share_prefix
-        self.template = judge_prompt_text(prompt)
+        self.template = template
         self.max_response_tokens, self.batch_size = max_response_tokens, batch_size
         self.min_label_prob, self.max_new_tokens, self.system_prompt = min_label_prob, max_new_tokens, system_prompt
         self.chat_template_kwargs = {"enable_thinking": False, **(chat_template_kwargs or {})}

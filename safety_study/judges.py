@@ -208,7 +208,7 @@ def judge_command(args) -> int:
     from safety_study.core import manifest, read_table, write_json, write_table
     out = Path(args.out)
     if out.suffix not in (".parquet", ".csv"): raise StudyError(f"--out {out}: use a .parquet or .csv file name")
-    items = read_table(args.input)
+    items = read_table(args.input, "input table")
     specs = _cli_specs(args)
     table = run_judges(items, specs, progress=not args.no_progress)
     write_table(table, out)

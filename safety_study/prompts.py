@@ -24,28 +24,36 @@ FORMATS = (".txt", ".csv", ".parquet", ".json", ".jsonl")
 
 # %% ../nbs/01_prompts.ipynb #068f639e
 def _read_raw(path: Path, text_column: str) -> pd.DataFrame:
-    "Read a prompt file into a DataFrame with at least the column `text_column`."
+    """Read a prompt file into a DataFrame with at least the column `text_column`. A file the parser cannot read
+    (not UTF-8, binary, not parquet) raises the parser's error, for the caller to name in one line with
+    `core.reading`: the study config names the key that points at the file, `abliterate` the option."""
     suffix = path.suffix.lower()
+    text = lambda: path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is not part of the first prompt
     if suffix == ".txt":
-        return pd.DataFrame({text_column: path.read_text(encoding="utf-8").splitlines()})
+        return pd.DataFrame({text_column: text().splitlines()})
     if suffix == ".csv":
         try: return pd.read_csv(path, dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError: return pd.DataFrame({text_column: []})
     if suffix == ".parquet": return pd.read_parquet(path)
     if suffix == ".jsonl":
-        lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        lines = [l for l in text().splitlines() if l.strip()]
         try: rows = [json.loads(l) for l in lines]
         except json.JSONDecodeError as e: raise StudyError(f"{path} is not valid JSON Lines ({e}); write one JSON object or string per line") from None
     elif suffix == ".json":
-        text = path.read_text(encoding="utf-8")
-        try: rows = json.loads(text) if text.strip() else []
-        except json.JSONDecodeError as e: raise StudyError(f"{path} is not valid JSON ({e})") from None
-        if isinstance(rows, dict):
-            raise StudyError(f"{path} holds a JSON object; write a list of strings or a list of records with a {text_column!r} field")
+        body = text()
+        try: rows = json.loads(body) if body.strip() else []
+        except json.JSONDecodeError as e:
+            raise StudyError(f"{path} is not valid JSON ({e}); write a list of strings or a list of records") from None
+        if not isinstance(rows, list):
+            raise StudyError(f"{path} holds a JSON {'object' if isinstance(rows, dict) else type(rows).__name__}; write a "
+                             f"list of strings or a list of records with a {text_column!r} field")
     else:
         raise StudyError(f"cannot read prompts from {path.name}: use one of {', '.join(FORMATS)}")
     if all(isinstance(r, str) for r in rows): return pd.DataFrame({text_column: rows})
     if all(isinstance(r, dict) for r in rows): return pd.DataFrame.from_records(rows)
+    if not all(isinstance(r, (str, dict)) for r in rows):
+        raise StudyError(f"{path} holds entries that are neither strings nor records; write a list of strings or of records "
+                         f"with a {text_column!r} field")
     raise StudyError(f"{path} mixes strings and records; use one kind of entry throughout")
 
 # %% ../nbs/01_prompts.ipynb #7f9ea473
