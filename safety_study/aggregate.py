@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_aggregate.ipynb #9a82a9cf
 from __future__ import annotations
-import json, os, re, tempfile
+import json, os, re, sys, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,10 @@ from .importers import read_annotator_files, merge_summaries, read_summary
 
 # %% auto #0
 __all__ = ['CHECK_COLUMNS', 'HUMAN_NAME', 'load_run', 'coherence_table', 'with_repeat_rate', 'compute', 'write_tables',
-           'make_figures', 'markdown_table', 'report_markdown', 'aggregate_dir', 'demo_run', 'run_study_notebook',
-           'run_aggregate', 'count_effect', 'reference_check', 'count_vs_humans', 'count_agreement_heatmap',
-           'human_agreement', 'demo_reference', 'reanalyse_dir', 'run_reanalyse', 'add_cli']
+           'make_figures', 'markdown_table', 'report_markdown', 'aggregate_dir', 'demo_run', 'kernel_config',
+           'papermill_options', 'run_study_notebook', 'run_aggregate', 'count_effect', 'reference_check',
+           'count_vs_humans', 'count_agreement_heatmap', 'human_agreement', 'demo_reference', 'reanalyse_dir',
+           'run_reanalyse', 'add_cli']
 
 # %% ../nbs/33_aggregate.ipynb #da041334
 def _human_list(x):
@@ -33,26 +34,28 @@ def _human_list(x):
 # %% ../nbs/33_aggregate.ipynb #4f1c0a6f
 def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
     "Read a run directory or an imported directory into judgements, imported summary, selection and settings."
+    from safety_study.core import read_json, read_run_record
     rdir = Path(run_dir)
     if not rdir.is_dir(): raise StudyError(f"no run directory at {rdir}: pass the folder `safety-study run` or `safety-study import` wrote")
     notes, frames, selections, results = [], [], [], []
     study = {}
     if (rdir / "study.json").exists():
-        study = json.loads((rdir / "study.json").read_text())
+        study = read_run_record(rdir)
         order = [c["name"] for c in study.get("checkpoints", [])]
         for name in order:
             p = rdir / name / "judgements.parquet"
             if not p.exists(): notes.append(f"checkpoint {name!r} has no judgements.parquet yet: left out"); continue
-            frames.append(read_table(p))
+            frames.append(read_table(p, "judgements table"))
+            M.check_judgements(frames[-1], f"judgements table {p}")  # a damaged file is named here, not after the concat
             if (rdir / name / "selection.parquet").exists():
                 selections.append(read_table(rdir / name / "selection.parquet").assign(checkpoint=name))
-            if (rdir / name / "result.json").exists(): results.append(json.loads((rdir / name / "result.json").read_text()))
+            if (rdir / name / "result.json").exists(): results.append(read_json(rdir / name / "result.json", "checkpoint result"))
         frames += [read_table(p) for p in sorted((rdir / "panel").glob("*.parquet"))]  # the cross-judge panel
         kind = "run"
     elif (rdir / "judgements.parquet").exists() or (rdir / "summary.csv").exists():
         kind = "import"
-        if (rdir / "import.json").exists(): study = json.loads((rdir / "import.json").read_text())
-        if (rdir / "judgements.parquet").exists(): frames.append(read_table(rdir / "judgements.parquet"))
+        if (rdir / "import.json").exists(): study = read_json(rdir / "import.json", "import record", "import the files again (`safety-study import`)")
+        if (rdir / "judgements.parquet").exists(): frames.append(read_table(rdir / "judgements.parquet", "judgements table"))
         order = study.get("order", [])  # the import's ladder order (the reference's, for its checkpoints)
     else:
         raise StudyError(f"{rdir} holds neither study.json (a run directory) nor judgements.parquet / summary.csv "
@@ -74,7 +77,7 @@ def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
         judgements = pd.concat([judgements, hum], ignore_index=True)
         notes.append("annotator files: " + ", ".join(f"{k} = {Path(v).name}" for k, v in files.items()))
     if len(judgements): M.check_judgements(judgements)
-    imported = read_summary(read_table(rdir / "summary.csv"), str(rdir / "summary.csv")) \
+    imported = read_summary(read_table(rdir / "summary.csv", "summary table"), str(rdir / "summary.csv")) \
         if kind == "import" and (rdir / "summary.csv").exists() else pd.DataFrame(columns=SUMMARY_COLUMNS)
     judges = list(dict.fromkeys(judgements["judge"])) if len(judgements) else []
     human_present = [x for x in judges if str(x).startswith("human")]
@@ -320,6 +323,20 @@ def demo_run(path, seed: int = 0, n_prompts: int = 24) -> Path:
     return rdir
 
 # %% ../nbs/33_aggregate.ipynb #c4eec95d
+def kernel_config():
+    "traitlets config for the kernel manager: CurveZMQ-encrypted TCP where available, else IPC transport."
+    import zmq
+    from jupyter_client import KernelManager
+    from traitlets.config import Config
+    curve = zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names()
+    return Config({"KernelManager": {"transport_encryption": "auto"} if curve else {"transport": "ipc"}})
+
+def papermill_options(progress: bool = False, **engine_kwargs) -> dict:
+    "Keyword arguments for `papermill.execute_notebook` that keep the terminal quiet (see above)."
+    return dict(progress_bar=bool(progress) and sys.stderr.isatty(), log_output=False, config=kernel_config(),
+                **engine_kwargs)
+
+# %% ../nbs/33_aggregate.ipynb #c92d32cd
 def run_study_notebook(name: str, out, parameters: dict, kernel_name: str = "python3", progress: bool = True) -> Path:
     "Execute `nbs/study/<name>.ipynb` into `out/<name>.ipynb` with papermill, render `<name>.html`; a failure keeps `<name>.failed.ipynb`."
     import papermill as pm
@@ -328,7 +345,7 @@ def run_study_notebook(name: str, out, parameters: dict, kernel_name: str = "pyt
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".ipynb"); os.close(fd)
     try:
         pm.execute_notebook(str(study_notebook(name)), tmp, parameters=parameters, kernel_name=kernel_name,
-                            language="python", cwd=str(out), progress_bar=progress)
+                            language="python", cwd=str(out), **papermill_options(progress))
     except pm.PapermillExecutionError as e:
         failed = out / f"{name}.failed.ipynb"
         os.replace(tmp, failed)
@@ -345,6 +362,7 @@ def run_aggregate(run_dir, *, headline_judge=None, human_judges=None, figures_di
     "Execute the aggregate notebook on `run_dir` with papermill, render it to HTML; return the output folder."
     rdir = Path(run_dir)
     if not rdir.is_dir(): raise StudyError(f"no run directory at {rdir}: check the path")
+    load_run(rdir, human_judges=human_judges)  # a damaged or missing input file fails here, before the notebook starts
     out = Path(out_dir) if out_dir else rdir / "aggregate"
     params = dict(run_dir=str(rdir.resolve()), out_dir=str(out.resolve()), headline_judge=headline_judge,
                   human_judges=_human_list(human_judges), figures_dir=str(Path(figures_dir).resolve()) if figures_dir else None,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_runner.ipynb #1d3defba
 from __future__ import annotations
-import json, os, shutil, time, uuid
+import json, os, re, shutil, sys, time, uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,9 +17,9 @@ from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_
 from .prompts import DIRECTION, EVAL, default_prompts, load_prompts, split_prompts
 
 # %% auto #0
-__all__ = ['VALIDATION', 'EXECUTORS', 'study_prompts', 'model_fingerprint', 'kl_divergence', 'CheckpointResult',
-           'checkpoint_parameters', 'is_complete', 'resume_source', 'run_checkpoint', 'run_checkpoint_job', 'run_panel',
-           'run_study', 'study_status', 'stage_times', 'add_cli']
+__all__ = ['VALIDATION', 'STAGE_RE', 'EXECUTORS', 'study_prompts', 'model_fingerprint', 'kl_divergence', 'CheckpointResult',
+           'checkpoint_parameters', 'is_complete', 'resume_source', 'StudyProgress', 'run_checkpoint',
+           'run_checkpoint_job', 'run_panel', 'run_study', 'study_status', 'stage_times', 'add_cli']
 
 # %% ../nbs/40_runner.ipynb #efeed809
 VALIDATION = "validation"
@@ -109,25 +109,75 @@ def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
 # %% ../nbs/40_runner.ipynb #48869a83
 def is_complete(folder, config_hash: str | None = None) -> bool:
     "A checkpoint folder is complete when its manifest says so (and matches `config_hash` if given)."
+    from safety_study.core import read_json
     m = Path(folder) / "manifest.json"
     if not m.exists(): return False
-    try: info = json.loads(m.read_text())
-    except json.JSONDecodeError: return False
-    return bool(info.get("complete")) and (config_hash is None or info.get("config_hash") == config_hash)
+    try: info = read_json(m, "checkpoint manifest")
+    except StudyError: return False  # damaged (empty, binary, cut short): not complete
+    return isinstance(info, dict) and bool(info.get("complete")) and (config_hash is None or info.get("config_hash") == config_hash)
 
 # %% ../nbs/40_runner.ipynb #3e30d96c
 def resume_source(run_dir, name: str, config_hash: str) -> Path | None:
     "The newest unfinished (killed or failed) run of checkpoint `name` with the same settings, to resume from."
     run_dir = Path(run_dir)
     cands = [p for p in [run_dir / "failed" / name, *run_dir.glob(f".tmp-{name}-*")]
-             if (p / "config_hash").exists() and (p / "config_hash").read_text().strip() == config_hash]
+             if (p / "config_hash").exists() and (p / "config_hash").read_bytes().strip() == config_hash.encode()]
     return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
 
 # %% ../nbs/40_runner.ipynb #197bb9a1
+STAGE_RE = re.compile(r"""timings\[["'](\w+)["']\]\s*=""")
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+
+class StudyProgress:
+    "Lines per finished stage on `file` (stdout); in a terminal also one tqdm bar of `total` steps below them."
+    def __init__(self, total: int, desc: str, file=None, enabled: bool = True):
+        from tqdm import tqdm
+        self.file, self.enabled = file if file is not None else sys.stdout, enabled
+        tty = enabled and total > 0 and bool(getattr(self.file, "isatty", lambda: False)())
+        # TQDM_DISABLE=1 still turns the terminal bar off; elsewhere there is never one
+        self.bar = tqdm(total=total, desc=desc, unit="step", file=self.file, dynamic_ncols=True,
+                        **({} if tty else {"disable": True}))
+
+    def line(self, text: str):
+        "Print one line: above the bar in a terminal, plainly elsewhere."
+        if not self.enabled: return
+        if self.bar.disable: print(text, file=self.file, flush=True)
+        else: self.bar.write(text, file=self.file)
+
+    def status(self, text: str):
+        "What is running now, in the bar's postfix (nothing without a bar)."
+        if not self.bar.disable: self.bar.set_postfix_str(text)
+
+    def step(self, text: str | None = None):
+        "One step of the study finished (a checkpoint, the panel, the aggregate); `text` is its line."
+        if text: self.line(text)
+        if not self.bar.disable:
+            self.bar.update(1)
+            self.bar.refresh()  # a step is rare: show it now, whatever tqdm's minimum interval
+
+    def stage_hooks(self, name: str) -> dict:
+        "nbclient hooks for checkpoint `name` (starting now): the stage cell running in the postfix, a line when it is done."
+        t0 = time.time()
+        def start(cell, cell_index, **_):
+            stages = STAGE_RE.findall(cell.source)
+            if stages: self.status(f"{name}: {stages[0]}")
+        def done(cell, cell_index, execute_reply=None, **_):
+            if (execute_reply or {}).get("content", {}).get("status") != "ok": return
+            for stage in STAGE_RE.findall(cell.source): self.line(f"{name}: {stage} done at {_seconds(time.time() - t0)}")
+        return dict(on_cell_execute=start, on_cell_executed=done)
+
+    def close(self): self.bar.close()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+# %% ../nbs/40_runner.ipynb #d9936273
 def run_checkpoint(run_dir, name: str, parameters: dict, config_hash: str, kernel_name: str = "python3",
-                   timeout: int | None = None, progress: bool = True) -> CheckpointResult:
-    "Execute `checkpoint.ipynb` for one checkpoint into `run_dir/name`, atomically."
+                   timeout: int | None = None, report: StudyProgress | None = None) -> CheckpointResult:
+    "Execute `checkpoint.ipynb` for one checkpoint into `run_dir/name`, atomically; `report` gets a line per stage."
     import papermill as pm
+    from safety_study.aggregate import papermill_options
     run_dir, t0 = Path(run_dir).resolve(), time.time()
     final = run_dir / name
     prior = resume_source(run_dir, name, config_hash)
@@ -138,8 +188,8 @@ def run_checkpoint(run_dir, name: str, parameters: dict, config_hash: str, kerne
     try:
         pm.execute_notebook(str(study_notebook("checkpoint")), str(nb_out), parameters=dict(parameters, out_dir=str(tmp),
                                                                                       resume_from=str(prior) if prior else None),
-                            kernel_name=kernel_name, language="python", cwd=str(tmp), progress_bar=progress,
-                            execution_timeout=timeout)
+                            kernel_name=kernel_name, language="python", cwd=str(tmp), execution_timeout=timeout,
+                            **papermill_options(**(report.stage_hooks(name) if report else {})))
     except Exception as e:  # papermill keeps the executed notebook, with the failing cell's traceback
         failed = run_dir / "failed" / name
         if failed.exists(): shutil.rmtree(failed)
@@ -165,10 +215,10 @@ def run_checkpoint(run_dir, name: str, parameters: dict, config_hash: str, kerne
     for stale in run_dir.glob(f".tmp-{name}-*"): shutil.rmtree(stale, ignore_errors=True)  # killed runs, now superseded
     return CheckpointResult(name, "done", seconds, str(final), str(final / "checkpoint.ipynb"))
 
-# %% ../nbs/40_runner.ipynb #fb10e5b2
+# %% ../nbs/40_runner.ipynb #81b365f8
 def run_checkpoint_job(run_dir: str, name: str, parameters: dict, config_hash: str, kernel_name: str = "python3") -> dict:
     "Picklable job body for submitit: run one checkpoint, return its result as a dict."
-    return asdict(run_checkpoint(run_dir, name, parameters, config_hash, kernel_name, progress=False))
+    return asdict(run_checkpoint(run_dir, name, parameters, config_hash, kernel_name))
 
 # %% ../nbs/40_runner.ipynb #229120e3
 def run_panel(cfg: StudyConfig, rdir, progress: bool = True) -> list[Path]:
@@ -239,12 +289,32 @@ def run_study(config, *, only=None, executor: str = "local", force: bool = False
         if not force and is_complete(rdir / n, h):
             results.append(CheckpointResult(n, "skipped", 0.0, str(rdir / n), str(rdir / n / "checkpoint.ipynb")))
         else: pending.append((n, checkpoint_parameters(cfg, n), h))
+    steps = len(pending) if executor == "local" or wait else 0
+    if executor == "local" or wait: steps += bool(cfg.judge_panel) + bool(aggregate)
+    with StudyProgress(steps, cfg.name, enabled=progress) as report:
+        _run_steps(cfg, rdir, names, todo_names, results, pending, report, executor=executor, wait=wait,
+                   aggregate=aggregate, figures_dir=figures_dir, kernel_name=kernel_name)
+    order = {n: i for i, n in enumerate(names)}
+    table = pd.DataFrame([asdict(r) for r in sorted(results, key=lambda r: order[r.name])])
+    table.attrs["run_dir"] = str(rdir)
+    return table
+
+# %% ../nbs/40_runner.ipynb #37428697
+def _checkpoint_line(r: CheckpointResult, i: int, n: int) -> str:
+    if r.status == "done": return f"{r.name}: done in {_seconds(r.seconds)} ({i}/{n})"
+    return f"{r.name}: {r.status} after {_seconds(r.seconds)} ({i}/{n}): {r.error}"
+
+def _run_steps(cfg, rdir, names, todo_names, results, pending, report, *, executor, wait, aggregate, figures_dir,
+               kernel_name):
+    "The body of `run_study`: checkpoints, panel and aggregate, each finished one a line of `report`."
+    skipped = [r.name for r in results]
+    report.line(f"study {cfg.name}: {len(pending)} of {len(todo_names)} checkpoint(s) to run in {rdir}" +
+                (f"; complete, skipped: {', '.join(skipped)}" if skipped else ""))
     if pending and executor == "local":
-        from tqdm.auto import tqdm
-        bar = tqdm(pending, desc=f"{cfg.name}: checkpoints", unit="ckpt", disable=not progress)
-        for n, params, h in bar:
-            bar.set_postfix_str(n)
-            results.append(run_checkpoint(rdir, n, params, h, kernel_name, progress=progress))
+        for i, (n, params, h) in enumerate(pending, 1):
+            report.status(n)
+            results.append(run_checkpoint(rdir, n, params, h, kernel_name, report=report))
+            report.step(_checkpoint_line(results[-1], i, len(pending)))
     elif pending:
         ex = _submitit_executor(cfg, rdir / "jobs", "slurm" if executor == "slurm" else "local")
         jobs = ex.map_array(run_checkpoint_job, [str(rdir)] * len(pending), [p[0] for p in pending],
@@ -254,22 +324,28 @@ def run_study(config, *, only=None, executor: str = "local", force: bool = False
         if not wait:
             for (n, _, _), j in zip(pending, jobs):
                 results.append(CheckpointResult(n, f"submitted {j.job_id}", 0.0, str(rdir / n)))
+                report.line(f"{n}: submitted as job {j.job_id}")
         else:
-            for (n, _, _), j in zip(pending, jobs):
+            report.status(f"{len(pending)} job(s)")
+            for i, ((n, _, _), j) in enumerate(zip(pending, jobs), 1):
                 try: results.append(CheckpointResult(**j.result()))
                 except Exception as e:
                     results.append(CheckpointResult(n, "failed", 0.0, str(rdir / "jobs"), None,
                                                     f"job {j.job_id}: {str(e).strip().splitlines()[-1][:300]}"))
-    order = {n: i for i, n in enumerate(names)}
-    table = pd.DataFrame([asdict(r) for r in sorted(results, key=lambda r: order[r.name])])
+                report.step(_checkpoint_line(results[-1], i, len(pending)))
     complete = wait and all(is_complete(rdir / n) for n in names)
-    if cfg.judge_panel and complete: run_panel(cfg, rdir, progress=progress)
+    if cfg.judge_panel and complete:
+        t = time.time()
+        report.status("judge panel")
+        panel = run_panel(cfg, rdir, progress=False)
+        report.step(f"judge panel: {len(panel)} judge(s) in {_seconds(time.time() - t)}")
     if aggregate and complete:
         from safety_study.aggregate import run_aggregate
+        t = time.time()
+        report.status("aggregate")
         run_aggregate(rdir, headline_judge=cfg.headline_judge, human_judges=list(cfg.human_judges) or None,
-                      figures_dir=figures_dir, kernel_name=kernel_name, progress=progress)
-    table.attrs["run_dir"] = str(rdir)
-    return table
+                      figures_dir=figures_dir, kernel_name=kernel_name, progress=False)
+        report.step(f"aggregate: done in {_seconds(time.time() - t)}")
 
 # %% ../nbs/40_runner.ipynb #02885828
 def study_status(run_dir) -> pd.DataFrame:
@@ -277,14 +353,16 @@ def study_status(run_dir) -> pd.DataFrame:
     rdir = Path(run_dir)
     if not (rdir / "study.json").exists():
         raise StudyError(f"{rdir} is not a study run directory (no study.json); pass the folder `safety-study run` wrote")
-    study = json.loads((rdir / "study.json").read_text())
-    jobs = json.loads((rdir / "jobs.json").read_text()) if (rdir / "jobs.json").exists() else {}
+    from safety_study.core import read_json, read_run_record
+    study = read_run_record(rdir)
+    jobs = read_json(rdir / "jobs.json", "job record", "delete it when no job of this run is running") \
+        if (rdir / "jobs.json").exists() else {}
     rows = []
     for c in study["checkpoints"]:
         n = c["name"]
         row = {"name": n, "status": "missing", "seconds": None, "notebook": None, "job": jobs.get("jobs", {}).get(n)}
         if is_complete(rdir / n):
-            info = json.loads((rdir / n / "manifest.json").read_text())
+            info = read_json(rdir / n / "manifest.json", "checkpoint manifest")
             row.update(status="done", seconds=info.get("seconds"), notebook=str(rdir / n / "checkpoint.ipynb"))
         elif (rdir / "failed" / n).exists():
             row.update(status="failed", notebook=str(rdir / "failed" / n / "checkpoint.ipynb"))
