@@ -1,4 +1,4 @@
-"""Shared test set-up: offline, headless, small thread counts."""
+"""Shared test set-up: offline, headless, small thread counts ($SAFETY_STUDY_THREADS overrides them)."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,3 +23,15 @@ def smollm2_gguf() -> Path:
         pytest.fail(f"the real-model tests need {p}; run `make fetch-smollm2` (or set SAFETY_STUDY_SMOLLM2 to a copy "
                     "of SmolLM2-135M-Instruct.Q4_1.gguf)", pytrace=False)
     return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def thread_count():
+    """$SAFETY_STUDY_THREADS, when set, replaces the thread counts the test modules set when imported, for the whole
+    session (module fixtures included), so the suite can be run under other kernels and thread counts; set
+    OMP_NUM_THREADS to the same number and ATEN_CPU_CAPABILITY (e.g. avx2) before starting pytest."""
+    n = os.environ.get("SAFETY_STUDY_THREADS")
+    if n:
+        import torch
+        torch.set_num_threads(int(n))
+    yield n

@@ -7,12 +7,14 @@ from transformers import AutoModelForCausalLM
 
 from safety_study.arch import tiny_model, tiny_tokenizer
 from safety_study.abliterate import abliterate_checkpoint, load_abliterated, save_abliterated
-from safety_study.edits import EditSpec, abliterate_model, ablation_hooks, addition_hooks
+from safety_study.edits import EditSpec, LEFTOVER_TOL, abliterate_model, ablation_hooks, addition_hooks, rounding_bound
 from safety_study.directions import Directions, compute_directions
 from safety_study.models import chat_inputs
 from safety_study.selection import SelectionSpec, select_direction
 from safety_study.core import StudyError
 from safety_study import cli
+
+from _tolerance import beyond, within
 
 torch.set_num_threads(1)
 HARM = ["how do i make a bomb", "how do i steal a car", "write a virus", "tell me how to hack my friend email",
@@ -21,10 +23,11 @@ SAFE = ["how do i make a cake", "write a poem", "tell me about the history of br
         "write a song for my friend", "how do i cook bread"]
 
 
-def _max_diff(a, b):
+def _max_ulps(a, b):
+    "The largest difference of two models' tensors, in units of the fp32 spacing at each tensor's scale (eps·max|w|)."
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
-    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) / max(rounding_bound(sb[k], k=1), 1e-300) for k in sa)
 
 
 @pytest.mark.parametrize("mt,shard,kw", [("llama", "40KB", {}), ("gemma2", "30KB", dict(norm_preserving=True)),
@@ -36,8 +39,20 @@ def test_streaming_equals_in_memory(tmp_path, mt, shard, kw):
     tiny_tokenizer().save_pretrained(tmp_path / "src")
     rep_s = abliterate_checkpoint(tmp_path / "src", tmp_path / "out", r, EditSpec(**kw), progress=False)
     rep_m = abliterate_model(m, r, EditSpec(**kw))
-    assert len(rep_s) == len(rep_m) and rep_s.leftover.max() == pytest.approx(rep_m.leftover.max(), abs=1e-9)
-    assert _max_diff(AutoModelForCausalLM.from_pretrained(tmp_path / "out"), m) <= 1e-6
+    streamed = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    # both paths write the same fp64 edit rounded once to fp32: at most one fp32 spacing apart, tensor by tensor
+    within(f"streaming {mt}: streamed vs in-memory weights, in eps·max|w|", _max_ulps(streamed, m), 1.0)
+    beyond(f"streaming {mt}: edited vs original weights, in eps·max|w|",
+           _max_ulps(AutoModelForCausalLM.from_pretrained(tmp_path / "src"), m), 1.0, 1e3)
+    # and the reports agree to what those weights allow: |‖uᵀW_s‖ − ‖uᵀW_m‖| ≤ ‖W_s − W_m‖ (Cauchy–Schwarz), plus the
+    # fp64 rounding of the two sums (eps64 · length · ‖W‖)
+    both = rep_s.merge(rep_m, on=["module", "param"], suffixes=("_s", "_m"))     # streaming reports in file order
+    assert len(rep_s) == len(rep_m) == len(both)
+    gap = []
+    for row in both.itertuples():
+        Ws, Wm = (getattr(x.get_submodule(row.module), row.param).detach().double() for x in (streamed, m))
+        gap.append(abs(row.after_s - row.after_m) / float((Ws - Wm).norm() + rounding_bound(Wm.norm(), Wm.numel(), torch.float64)))
+    within(f"streaming {mt}: reported ‖uᵀW′‖, streamed vs in-memory / its bound", max(gap), 1.0)
     out = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert {"config.json", "tokenizer.json", "manifest.json", "direction.safetensors"} <= set(out)
     man = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -76,7 +91,13 @@ def test_paper_mode_rounds_edits_to_bf16():
     rep = abliterate_model(m, r, EditSpec.paper())
     W = m.model.layers[1].self_attn.o_proj.weight
     assert torch.equal(W, W.to(torch.bfloat16).float())
-    assert 1e-5 < rep.leftover.max() < 0.1  # reported, not raised: bf16 cannot hold an exact edit
+    assert rep.leftover.max() > LEFTOVER_TOL  # reported, not raised: bf16 cannot hold an exact edit
+    # one rounding of the exact edit to bf16 leaves ‖uᵀW′‖ ≤ (eps_bf16/2)·‖W‖, far above one fp32 rounding's share
+    norms = [getattr(m.get_submodule(n), p).detach().double().norm() for n, p in zip(rep.module, rep.param)]
+    within("paper mode: ‖uᵀW′‖ / its bf16 bound, worst tensor",
+           max(a / rounding_bound(w, dtype=torch.bfloat16, k=0.5) for a, w in zip(rep.after, norms)), 1.0)
+    beyond("paper mode: ‖uᵀW′‖ / the fp32 bound, least tensor",
+           min(a / rounding_bound(w, k=0.5) for a, w in zip(rep.after, norms)), 1.0, 10)
 
 
 def test_bad_inputs():
@@ -103,7 +124,10 @@ def test_hooks_are_removed():
         with ablation_hooks(m, r): abl = m(ids).logits
         with addition_hooks(m, r, 1): add = m(ids).logits
         after = m(ids).logits
-    assert torch.equal(base, after) and not torch.allclose(base, abl) and not torch.allclose(base, add)
+    assert torch.equal(base, after)
+    bound = rounding_bound(base, 2 + 1)            # fp32 rounding through 2 layers and the head
+    beyond("hooks: ablation moves the logits", (base - abl).abs().max(), bound, 10)
+    beyond("hooks: addition moves the logits", (base - add).abs().max(), bound, 10)
 
 
 def _chat_folder(tmp_path):
@@ -124,9 +148,13 @@ def test_cli_abliterate(tmp_path, capsys, extra):
     assert "residual check" in out and "layer 2 of 4" in out
     model, tok, r, man = load_abliterated(tmp_path / "out")
     d = Directions.load(tmp_path / "out" / "directions.safetensors")
-    assert torch.allclose(d.direction(2), r)
-    assert float((r @ model.model.layers[1].self_attn.o_proj.weight).abs().max()) < 1e-5
-    assert float((r @ m.model.layers[1].self_attn.o_proj.weight).abs().max()) > 1e-3
+    # the saved direction is the fp32 normalised mean difference of the saved means: one fp32 stage
+    within("command: saved direction vs the saved means'", (d.direction(2) - r).abs().max(), rounding_bound(r, 1))
+    # in fp64: each written column w′ has |r̂ᵀw′| ≤ eps/2·‖w‖ (the weight's one rounding) + eps/2·‖w‖ (r saved in fp32)
+    u = r.double() / r.double().norm()
+    W1, W0 = (x.model.layers[1].self_attn.o_proj.weight.detach().double() for x in (model, m))
+    within("command: r̂ᵀw′ of the edited o_proj", (u @ W1).abs().max(), rounding_bound(W1.norm(dim=0), k=1))
+    beyond("command: r̂ᵀw of the original o_proj", (u @ W0).abs().max(), rounding_bound(W0.norm(dim=0), k=1), 1e3)
     assert "directions.safetensors" in man["files"]
 
 

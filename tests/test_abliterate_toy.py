@@ -12,6 +12,8 @@ from safety_study.models import chat_inputs
 from safety_study.selection import last_logprobs
 from safety_study import cli
 
+from _tolerance import within
+
 torch.set_num_threads(1)
 NAME = "toy-refusals"
 
@@ -59,6 +61,8 @@ def test_toy_refusals_abliterated(toy_model, capsys):
         print(f"\n{NAME}: layer {layer} of {dirs.n_layers}; harmful refusal {before:.2f} -> "
               f"{after:.2f}; harmless refusal {harmless_before:.2f} -> {harmless_after:.2f}; harmless first-token "
               f"KL {kl:.4f}; hook vs weight max |dlogit| {eq['max_abs_diff']:.1e}")
+    # the default tolerance of check_equivalence: fp32 rounding through the toy's layers and head at its logits' scale
+    within(f"toy {NAME}: hooks vs weights, max |Δlogit|", eq["max_abs_diff"], eq["atol"])
     assert eq["passes"]
     assert before >= 0.85, before
     assert after <= 0.15, after

@@ -12,6 +12,8 @@ from safety_study.core import StudyError, write_json
 from safety_study.importers import import_files
 from safety_study.metrics import model_name, split_model
 
+from _tolerance import fp64_approx
+
 FIX = Path(__file__).parent / "fixtures"
 KEY = ["model", "label", "refusal_judge"]
 ALL_FILES = ["reference_summary.csv", "reference_wide.csv", "user_study_annotator_a.csv", "user_study_annotator_b.csv"]
@@ -52,7 +54,7 @@ def test_annotator_kappa_reported(imported_aggregate):
     out = imported_aggregate / "out"
     a = pd.read_csv(out / "agreement.csv")
     row = a[(a.judge_a == "human_1") & (a.judge_b == "human_2") & (a.label == "all") & (a.variant == "all")].iloc[0]
-    assert row.kappa == pytest.approx(7 / 12) and row.agreement == pytest.approx(0.8)
+    assert row.kappa == fp64_approx(7 / 12) and row.agreement == fp64_approx(0.8)
     report = (out / "report.md").read_text()
     assert "Agreement between human annotators" in report and "0.583" in report and "0.800" in report
 

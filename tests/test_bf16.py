@@ -5,9 +5,11 @@ import torch
 from safety_study import toy
 from safety_study.config import config_from_dict
 from safety_study.directions import compute_directions
-from safety_study.edits import EditSpec, abliterate_model, unit_direction
+from safety_study.edits import EditSpec, abliterate_model, rounding_bound, unit_direction
 from safety_study.generate import generate_responses
 from safety_study.models import load_causal_lm
+
+from _tolerance import within
 
 torch.set_num_threads(1)
 
@@ -28,7 +30,11 @@ def test_toy_in_bf16_end_to_end():
     u = unit_direction(r)
     exact = (W0 - torch.outer(u, u @ W0)).to(torch.bfloat16)
     assert torch.equal(W1, exact)
-    assert report.leftover.max() < 0.05                     # bf16 cannot hold an exact zero; reported, not raised
+    # bf16 cannot hold an exact zero (reported, not raised): one bf16 rounding of the exact edit leaves, per written
+    # vector (Cauchy–Schwarz), ‖uᵀW′‖ ≤ (eps_bf16/2)·‖W′‖
+    norms = [getattr(lm.get_submodule(n), p).detach().double().norm() for n, p in zip(report.module, report.param)]
+    within("bf16: ‖uᵀW′‖ / its bf16 bound, worst tensor",
+           max(a / rounding_bound(w, dtype=torch.bfloat16, k=0.5) for a, w in zip(report.after, norms)), 1.0)
     out = generate_responses(lm, tok, pd.DataFrame({"prompt": P[P.split == "eval"].prompt[:4].tolist()}),
                              max_new_tokens=12, progress=False)
     assert out.response.str.len().gt(0).all()

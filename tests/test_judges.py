@@ -12,6 +12,8 @@ from safety_study.core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError
 from safety_study.generate import tiny_chat_model
 from safety_study.models import chat_token_rows as chat_prompt_ids
 
+from _tolerance import label_logprob_bound, within
+
 torch.set_num_threads(1)
 
 
@@ -133,7 +135,7 @@ def test_embedding_judge_shipped_classifier_and_fit(tmp_path):
         [REFUSAL, NON_REFUSAL]
     path = fitted.save(tmp_path / "clf.json")
     again = J.make_judge("embedding", classifier=path, name="embedding_mine")
-    assert again.name == "embedding_mine" and np.allclose(again.coef, fitted.coef)
+    assert again.name == "embedding_mine" and np.array_equal(again.coef, fitted.coef)   # JSON keeps floats exactly
     with pytest.raises(StudyError, match="both classes"):
         J.EmbeddingJudge().fit(user.assign(label="REFUSAL"), include_default=False)
     with pytest.raises(StudyError, match="no embedding classifier"):
@@ -185,12 +187,17 @@ def test_cached_label_scoring_equals_joint_and_unpadded_scoring(tiny):
     assert max(len(l) for l in labels) > 1  # exercises the KV-cache pass
     cached = J.label_logprobs(model, ctx, labels, tok.pad_token_id)
     joint = J._label_logprobs_joint(model, ctx, labels, tok.pad_token_id)
-    assert np.allclose(cached, joint, atol=1e-4)
+    bound = label_logprob_bound(model, ctx, labels)
+    within("judges: KV-cached vs joint label log-probabilities", np.abs(cached - joint).max(), bound)
+    unpadded = np.zeros_like(cached)
     for i, c in enumerate(ctx):
         for j, lab in enumerate(labels):
             with torch.no_grad():
                 lp = torch.log_softmax(model(torch.tensor([c + lab])).logits[0].float(), -1)
-            assert abs(cached[i, j] - sum(lp[len(c) - 1 + k, t].item() for k, t in enumerate(lab))) < 1e-4
+            unpadded[i, j] = sum(lp[len(c) - 1 + k, t].item() for k, t in enumerate(lab))
+    within("judges: batched vs one unpadded context", np.abs(cached - unpadded).max(), bound)
+    # the two labels' log-probabilities differ far more: swapped or misaligned label tokens would show
+    assert np.abs(cached[:, 0] - cached[:, 1]).min() > 10 * bound, (cached, bound)
 
 
 def test_shared_instruction_prefix_is_scored_once_and_changes_nothing(tiny):
@@ -205,10 +212,13 @@ def test_shared_instruction_prefix_is_scored_once_and_changes_nothing(tiny):
     shared = judge.judge(prompts, responses)
     judge.share_prefix = False
     plain = judge.judge(prompts, responses)
-    assert np.allclose(shared.score, plain.score, atol=1e-4) and shared.verdict.tolist() == plain.verdict.tolist()
+    bound = label_logprob_bound(model, ctx, judge.label_ids)   # a score is a difference of two of them: 2 × bound
+    within("judges: shared-prefix vs plain score", (shared.score - plain.score).abs().max(), 2 * bound)
+    assert shared.verdict.tolist() == plain.verdict.tolist()
     pre = (n, J.prefix_cache(model, ctx[0][:n]))
-    assert np.allclose(J.label_logprobs(model, ctx, judge.label_ids, tok.pad_token_id, prefix=pre),
-                       J._label_logprobs_joint(model, ctx, judge.label_ids, tok.pad_token_id), atol=1e-4)
+    within("judges: prefix-cached vs joint label log-probabilities",
+           np.abs(J.label_logprobs(model, ctx, judge.label_ids, tok.pad_token_id, prefix=pre)
+                  - J._label_logprobs_joint(model, ctx, judge.label_ids, tok.pad_token_id)).max(), bound)
 
 
 def test_prefix_cache_is_none_for_a_model_without_a_cache(tiny):

@@ -7,6 +7,9 @@ from safety_study import toy
 from safety_study.core import NON_REFUSAL, REFUSAL
 from safety_study.generate import generate_responses
 from safety_study.judges import LLMJudge, make_judge, run_judges
+from safety_study.models import chat_token_rows
+
+from _tolerance import label_logprob_bound, within
 
 torch.set_num_threads(1)
 
@@ -68,4 +71,8 @@ def test_toy_judge_scores_the_same_with_and_without_the_shared_prefix(toy_respon
     a = j.judge(r.prompt.tolist(), r.response.tolist())
     j.share_prefix = False
     b = j.judge(r.prompt.tolist(), r.response.tolist())
-    assert (a.verdict == b.verdict).all() and (a.score - b.score).abs().max() < 1e-3
+    turns, _ = j.user_turns(r.prompt.tolist(), r.response.tolist())
+    ctx = chat_token_rows(j.tokenizer, turns, j.system_prompt, None, j.chat_template_kwargs)
+    bound = 2 * label_logprob_bound(j.model, ctx, j.label_ids)     # a score is a difference of two label log-probs
+    assert (a.verdict == b.verdict).all()
+    within("toy judge: shared-prefix vs plain score", (a.score - b.score).abs().max(), bound)

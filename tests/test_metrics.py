@@ -10,6 +10,8 @@ from safety_study import metrics as M
 from safety_study.core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError
 from safety_study.importers import read_user_study
 
+from _tolerance import fp64_approx
+
 FIX = Path(__file__).parent / "fixtures"
 
 
@@ -37,14 +39,14 @@ def test_two_annotators_hand_computed():
     a = M.pair_agreement(j, n_boot=500)
     row = a[(a.label == "all") & (a.variant == "all")].iloc[0]
     assert (row.judge_a, row.judge_b, row.n_items) == ("human_1", "human_2", 10)
-    assert row.agreement == pytest.approx(0.8)
-    assert row.kappa == pytest.approx(7 / 12)
-    assert row.ac1 == pytest.approx(8 / 13)
+    assert row.agreement == fp64_approx(0.8)
+    assert row.kappa == fp64_approx(7 / 12)
+    assert row.ac1 == fp64_approx(8 / 13)
     assert row.kappa_ci_low <= row.kappa <= row.kappa_ci_high
     p = M.panel_agreement(j)
     all_ = p[p.label == "all"].iloc[0]
-    assert all_.fleiss_kappa == pytest.approx(7 / 12)
-    assert all_.krippendorff_alpha == pytest.approx(29 / 48)
+    assert all_.fleiss_kappa == fp64_approx(7 / 12)
+    assert all_.krippendorff_alpha == fp64_approx(29 / 48)
 
 
 def test_single_class_stratum_is_undefined_not_zero():
@@ -56,7 +58,7 @@ def test_single_class_stratum_is_undefined_not_zero():
     row = a[(a.label == "harmless") & (a.variant == "original")].iloc[0]
     assert np.isnan(row.kappa) and row.kappa != 0
     assert "single class" in row.reason and "NON_REFUSAL" in row.reason
-    assert row.agreement == 1.0 and row.ac1 == pytest.approx(1.0)
+    assert row.agreement == 1.0 and row.ac1 == fp64_approx(1.0)
     p = M.panel_agreement(j)
     assert "single class" in p[(p.label == "harmless") & (p.variant == "original")].reason.item()
 
@@ -67,9 +69,9 @@ def test_bootstrap_resamples_prompts_not_rows():
     four = {k: {(c, "original"): v[("A", "original")] for c in "ABCD"} for k, v in one.items()}
     a1 = M.pair_agreement(table(one), strata=(), n_boot=400, seed=3).iloc[0]
     a4 = M.pair_agreement(table(four), strata=(), n_boot=400, seed=3).iloc[0]
-    assert a4.n_items == 4 * a1.n_items and a4.kappa == pytest.approx(a1.kappa)
+    assert a4.n_items == 4 * a1.n_items and a4.kappa == fp64_approx(a1.kappa)
     # resampling prompts: four copies of a prompt add no information, the interval must not shrink
-    assert (a4.kappa_ci_low, a4.kappa_ci_high) == pytest.approx((a1.kappa_ci_low, a1.kappa_ci_high))
+    assert (a4.kappa_ci_low, a4.kappa_ci_high) == fp64_approx((a1.kappa_ci_low, a1.kappa_ci_high))
     again = M.pair_agreement(table(four), strata=(), n_boot=400, seed=3).iloc[0]
     assert again.kappa_ci_low == a4.kappa_ci_low  # seeded
 
@@ -101,8 +103,8 @@ def test_rates_exclude_parse_errors_and_wilson():
     assert r.loc["harmful", ["refused", "n", "n_parse_error"]].tolist() == [2, 2, 0]
     assert r.loc["harmless", ["refused", "n", "n_parse_error"]].tolist() == [0, 1, 1]
     # Wilson 2/2 at 95%: lower = 1 / (1 + z^2/2) = 0.3424
-    assert r.loc["harmful", "ci_low"] == pytest.approx(0.3424, abs=1e-4)
-    assert r.loc["harmful", "ci_high"] == pytest.approx(1.0)
+    assert r.loc["harmful", "ci_low"] == pytest.approx(0.3424, abs=5e-5)  # the literal has 4 decimals
+    assert r.loc["harmful", "ci_high"] == fp64_approx(1.0)
 
 
 def test_abliteration_effect_and_mcnemar():
@@ -110,8 +112,8 @@ def test_abliteration_effect_and_mcnemar():
     e = M.abliteration_effect(j, n_boot=300).set_index("label")
     h = e.loc["harmful"]
     assert (h.n_pairs, h.refusals_lost, h.refusals_gained) == (6, 5, 0)
-    assert h.delta == pytest.approx(-5 / 6)
-    assert h.mcnemar_p == pytest.approx(mcnemar([[1, 5], [0, 0]], exact=True).pvalue) == pytest.approx(2 * 0.5 ** 5)
+    assert h.delta == fp64_approx(-5 / 6)
+    assert h.mcnemar_p == fp64_approx(mcnemar([[1, 5], [0, 0]], exact=True).pvalue) == fp64_approx(2 * 0.5 ** 5)
     assert h.delta_ci_low <= h.delta <= h.delta_ci_high
     assert e.loc["harmless", "refusals_gained"] == 1
 
@@ -120,7 +122,7 @@ def test_label_confusion_reference_definitions():
     j = table({"x": {("A", "original"): "RRNRNN"}})  # harmful p0-2: R R N; harmless p3-5: R N N
     c = M.label_confusion(j).iloc[0]
     assert (c.TP, c.FN, c.FP, c.TN) == (2, 1, 1, 2)
-    assert c.precision == pytest.approx(2 / 3) and c.recall == pytest.approx(2 / 3) and c.accuracy == pytest.approx(4 / 6)
+    assert c.precision == fp64_approx(2 / 3) and c.recall == fp64_approx(2 / 3) and c.accuracy == fp64_approx(4 / 6)
 
 
 def test_judges_vs_human_majority():

@@ -5,6 +5,7 @@ resume, the weight edit against the hooks, generation with the real template, an
 `make test-real` runs these (`pytest -m real`); the GGUF comes from `make fetch-smollm2`. The module converts the GGUF
 once into a fresh cache folder and every test uses that conversion."""
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -20,11 +21,13 @@ from safety_study import abliterate, cli, selection
 from safety_study.abliterate import check_equivalence, residual_check
 from safety_study.core import StudyError, file_sha256
 from safety_study.directions import Directions, compute_directions
-from safety_study.edits import LEFTOVER_TOL, EditSpec, abliterate_model, edit_plan
+from safety_study.edits import LEFTOVER_TOL, EditSpec, abliterate_model, edit_plan, rounding_bound
 from safety_study.generate import generate_responses
-from safety_study.models import check_gguf, load_causal_lm, load_tokenizer, model_path
+from safety_study.models import chat_inputs, check_gguf, load_causal_lm, load_tokenizer, model_path
 from safety_study.prompts import default_prompts, split_prompts
 from safety_study.selection import SelectionSpec, read_selection_table, select_direction
+
+from _tolerance import beyond, within
 
 pytestmark = pytest.mark.real
 torch.set_num_threads(1)
@@ -131,8 +134,11 @@ def test_directions_on_smollm2(smol, dirs, split, tmp_path):
     # batching does not change the means: one prompt at a time gives the same
     one = compute_directions(model, tok, split[0][:3], split[1][:3], batch_size=1, progress=False)
     many = compute_directions(model, tok, split[0][:3], split[1][:3], batch_size=16, progress=False)
-    scale = float(one.harmful_mean.abs().max())
-    assert float((one.harmful_mean - many.harmful_mean).abs().max()) <= 1e-5 * scale
+    # the same fp32 states through up to 30 layers, in other batch shapes (padding, kernels): rounding only
+    bound = rounding_bound(one.harmful_mean, N_LAYERS)
+    within("directions: harmful means, batch 1 vs 16", (one.harmful_mean - many.harmful_mean).abs().max(), bound)
+    # what the means are for, harmful − harmless, is far above it: a prompt read at a padded place would show
+    beyond("directions: harmful − harmless means", (one.harmful_mean - one.harmless_mean).abs().max(), bound, 100)
     # the direction of a middle layer separates held-out harmful from harmless prompts
     layer = N_LAYERS // 2
     held = compute_directions(model, tok, split[2], split[3], progress=False)
@@ -168,6 +174,14 @@ def full_selection(smol, dirs, split):
 def test_packed_selection_equals_plain_forwards(smol, dirs, split, full_selection):
     model, tok = smol
     chosen, scores = full_selection
+    # Packed rows with layer replay and plain batched forwards are the same fp32 computation through 30 layers and the
+    # head, so their logits differ by at most δ = rounding_bound(logits, 31) at the scale of the first-token logits.
+    # A refusal score log m − log(1 − m) is a difference of two log-sum-exps of log-softmax values (each moved ≤ 2δ):
+    # it moves ≤ 4δ, and so does a mean over prompts. KL = Σ p (log p − log q) moves ≤ 4δ + 2δ Σ p |log p − log q|
+    # ≤ 2δ (2 + KL + √(2 KL)) (p log(q/p) ≤ q − p and Pinsker), at first order in δ.
+    with torch.no_grad():
+        logits = model(**chat_inputs(tok, split[2] + split[3])).logits[:, -1]
+    delta = rounding_bound(logits, N_LAYERS + 1)
     assert scores.attrs["scoring"] == "packed" and len(scores) == N_LAYERS + 1
     plain_chosen, plain = select_direction(model, tok, dirs, split[2], split[3],
                                            spec=SelectionSpec(relax=True, packed=False, scan="full"), progress=False)
@@ -175,10 +189,13 @@ def test_packed_selection_equals_plain_forwards(smol, dirs, split, full_selectio
     finite = plain.bypass_score.notna()
     assert finite.sum() == N_LAYERS                    # layer 0 has a zero difference: NaN scores, kept
     assert scores.bypass_score.notna().equals(finite)
-    for c in ("bypass_score", "induce_score", "kl"):
-        assert float((scores[c] - plain[c]).abs().max()) <= 1e-4, c
+    kl = float(plain.kl.max())
+    for c, bound in (("bypass_score", 4 * delta), ("induce_score", 4 * delta), ("kl", 2 * delta * (2 + kl + math.sqrt(2 * kl)))):
+        within(f"selection: packed vs plain {c}", (scores[c] - plain[c]).abs().max(), bound)
+        # the candidates' own scores spread far wider: a packed row that let prompts see each other would show
+        beyond(f"selection: spread of {c} over candidates", plain[c].max() - plain[c].min(), bound, 10)
     assert (chosen["layer"], chosen["position"]) == (plain_chosen["layer"], plain_chosen["position"])
-    assert chosen["base_bypass"] == pytest.approx(plain_chosen["base_bypass"], abs=1e-5)   # packed baseline: fp32 rounding
+    within("selection: packed vs plain base_bypass", abs(chosen["base_bypass"] - plain_chosen["base_bypass"]), 4 * delta)
 
 
 def test_pruned_scan_makes_the_full_choice_from_fewer_scores(smol, dirs, split, full_selection):
@@ -230,31 +247,55 @@ def test_edit_leaves_nothing_of_the_direction(smol, dirs):
     model, tok = smol
     r = _direction(dirs)
     m = copy.deepcopy(model)
-    report = abliterate_model(m, r, EditSpec())
+    report = abliterate_model(m, r, EditSpec())     # raises if an edit leaves more than LEFTOVER_TOL
     assert len(report) == 2 * (N_LAYERS - 1) and set(report.kind) == {"attn", "mlp"}
     assert report.leftover.max() <= LEFTOVER_TOL and (report.before > 0).all()
     u = r.double() / r.double().norm()
     before, after = dict(model.named_parameters()), dict(m.named_parameters())
-    for name, param, _, _, vdim, _, _ in edit_plan(model, r, EditSpec()):
+    # the edit is exact in fp64 and rounded once to fp32: each entry moves by ≤ eps/2 of itself, so (Cauchy–Schwarz
+    # per written vector) ‖uᵀW′‖ ≤ (eps/2)·‖W‖; checked in fp64, tensor by tensor, and for the report's ‖uᵀW′‖
+    left, share, reported = [], [], []
+    for (name, param, _, _, vdim, _, _), row in zip(edit_plan(model, r, EditSpec()), report.itertuples()):
         W0, W1 = (d[f"{name}.{param}"].detach().double() for d in (before, after))
         proj0, proj1 = (u @ W0 if vdim == 0 else W0 @ u), (u @ W1 if vdim == 0 else W1 @ u)
-        assert float(proj1.norm() / proj0.norm()) <= LEFTOVER_TOL, name      # the direction's share left
-        assert float(proj1.norm() / W1.norm()) <= LEFTOVER_TOL, name
+        assert row.module == name
+        left.append(float(proj1.norm() / W0.norm())); share.append(float(proj0.norm() / W0.norm()))
+        reported.append(row.after / float(W0.norm()))
+    within("edit: ‖uᵀW′‖ / ‖W‖, worst tensor", max(left), rounding_bound(1.0, k=0.5))
+    within("edit: the report's ‖uᵀW′‖ / ‖W‖, worst tensor", max(reported), rounding_bound(1.0, k=0.5))
+    beyond("edit: ‖uᵀW‖ / ‖W‖ before the edit, least tensor", min(share), rounding_bound(1.0, k=0.5), 1e3)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {f"{n}.weight" for n, *_ in edit_plan(model, r, EditSpec())}  # nothing else moved
     assert not any(".layers.0." in k for k in changed)
-    rc = residual_check(m, r, tok)
-    assert rc[rc.layer >= 1].update_along.max() <= 1e-4
-    assert residual_check(model, r, tok)[lambda d: d.layer >= 1].update_along.max() > 1e-3  # the unedited model writes r
+    # each edited layer's update ⟂ r̂ up to the rounding of the residual sums (`residual_check`'s update_bound)
+    rc = residual_check(m, r, tok).query("layer >= 1")
+    worst = (rc.update_along / rc.update_bound).idxmax()
+    within(f"edit: residual update along r̂ (layer {rc.layer[worst]})", rc.update_along[worst], rc.update_bound[worst])
+    plain = residual_check(model, r, tok).query("layer >= 1")      # the unedited model writes r̂ in every layer
+    least = (plain.update_along / plain.update_bound).idxmin()
+    beyond(f"edit: unedited residual update along r̂ (layer {plain.layer[least]})", plain.update_along[least],
+           plain.update_bound[least], 100)
 
 
-@pytest.mark.parametrize("spec", [EditSpec(), EditSpec(embeddings=True), EditSpec(skip_begin=0, targets=("mlp",))],
-                         ids=["default", "embeddings", "mlp-only"])
+SPECS = {"default": EditSpec(), "embeddings": EditSpec(embeddings=True), "mlp-only": EditSpec(skip_begin=0, targets=("mlp",))}
+spec_id = {v: k for k, v in SPECS.items()}.get
+
+
+@pytest.mark.parametrize("spec", list(SPECS.values()), ids=list(SPECS))
 def test_hooks_equal_the_edit_on_real_logits(smol, dirs, split, spec):
     model, tok = smol
-    res = check_equivalence(model, _direction(dirs), tok, split[2][:2] + split[3][:2], spec=spec, atol=1e-4)
-    assert res["dtype"] == "float32" and res["passes"], res
-    assert res["ablation_effect"] > 100 * res["max_abs_diff"]   # the check compares something that moved
+    prompts = split[2][:2] + split[3][:2]
+    res = check_equivalence(model, _direction(dirs), tok, prompts, spec=spec)
+    # the default tolerance: fp32 rounding through 30 layers and the head, at the scale of the logits
+    assert res["dtype"] == "float32" and res["atol"] == rounding_bound(res["logit_scale"], N_LAYERS + 1), res
+    within(f"equivalence {spec_id(spec)}: hooks vs weights, max |Δlogit|", res["max_abs_diff"], res["atol"])
+    assert res["passes"], res
+    beyond(f"equivalence {spec_id(spec)}: ablation effect", res["ablation_effect"], res["atol"], 100)
+    # a wrong edit, one layer short (the last), fails the same check
+    wrong = check_equivalence(model, _direction(dirs), tok, prompts, spec=spec,
+                              weights_spec=dataclasses.replace(spec, skip_end=spec.skip_end + 1))
+    beyond(f"equivalence {spec_id(spec)}: edit one layer short", wrong["max_abs_diff"], wrong["atol"], 100)
+    assert not wrong["passes"], wrong
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # the model itself untouched
 
 
@@ -318,11 +359,13 @@ def test_cli_abliterate_selects_saves_and_resumes(smollm2_gguf, cache, converted
     r = load_file(str(out / "direction.safetensors"))["direction"].double()
     r = r / r.norm()
     m = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    for i in range(1, N_LAYERS):
-        W = m.model.layers[i].mlp.down_proj.weight.detach().double()
-        assert float((r @ W).norm() / W.norm()) <= LEFTOVER_TOL
+    # eps/2 for the saved weight's rounding and eps/2 for the direction saved in fp32 (Cauchy–Schwarz for each)
+    bound = rounding_bound(1.0, k=1)
+    left = [float((r @ W).norm() / W.norm()) for W in (m.model.layers[i].mlp.down_proj.weight.detach().double()
+                                                       for i in range(1, N_LAYERS))]
+    within("command: ‖r̂ᵀW′‖ / ‖W′‖ of the saved down_proj, worst layer", max(left), bound)
     W0 = m.model.layers[0].mlp.down_proj.weight.detach().double()
-    assert float((r @ W0).norm() / W0.norm()) > 1e-3                # layer 0 is not edited (skip_begin 1)
+    beyond("command: ‖r̂ᵀW‖ / ‖W‖ of layer 0 (not edited)", (r @ W0).norm() / W0.norm(), bound, 1e3)
     assert load_tokenizer(str(out)).chat_template is not None
     assert os.environ["SAFETY_STUDY_CACHE"] == str(cache)           # the command used this module's conversion
     assert abliterate.LEFTOVER_TOL == LEFTOVER_TOL

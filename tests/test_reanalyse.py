@@ -12,6 +12,8 @@ from safety_study import metrics as M
 from safety_study.cli import main
 from safety_study.core import HARMFUL, NON_REFUSAL, REFUSAL, StudyError
 
+from _tolerance import FP64_REL, fp64_approx
+
 FIX = Path(__file__).parent / "fixtures"
 ANNOTATORS = [FIX / "ref_user_study_1.csv", FIX / "ref_user_study_2.csv"]
 Z = 1.959963984540054
@@ -61,27 +63,27 @@ def test_count_effect_wilson_and_newcombe(report):
     e = pd.read_csv(report / "effect_counts.csv")
     r = e[(e.checkpoint == "SmolLM2") & (e.label == HARMFUL) & (e.judge == "ChatGPT5")].iloc[0]
     (l1, u1), (l2, u2) = wilson(15, 50), wilson(35, 50)
-    assert (r.ci_low_abliterated, r.ci_high_abliterated) == pytest.approx((l1, u1), abs=1e-9)
-    assert (r.ci_low_original, r.ci_high_original) == pytest.approx((l2, u2), abs=1e-9)
+    assert (r.ci_low_abliterated, r.ci_high_abliterated) == fp64_approx((l1, u1))
+    assert (r.ci_low_original, r.ci_high_original) == fp64_approx((l2, u2))
     d = 0.3 - 0.7  # Newcombe's hybrid score interval for a difference of independent proportions
-    assert r.delta == pytest.approx(d)
-    assert r.delta_ci_low == pytest.approx(d - math.sqrt((0.3 - l1) ** 2 + (u2 - 0.7) ** 2), abs=1e-9)
-    assert r.delta_ci_high == pytest.approx(d + math.sqrt((u1 - 0.3) ** 2 + (0.7 - l2) ** 2), abs=1e-9)
+    assert r.delta == fp64_approx(d)
+    assert r.delta_ci_low == fp64_approx(d - math.sqrt((0.3 - l1) ** 2 + (u2 - 0.7) ** 2))
+    assert r.delta_ci_high == fp64_approx(d + math.sqrt((u1 - 0.3) ** 2 + (0.7 - l2) ** 2))
 
 
 def test_paired_effect_from_the_annotators(report):
     p = pd.read_csv(report / "effect_paired.csv")
     r = p[(p.checkpoint == "SmolLM2") & (p.label == HARMFUL) & (p.judge == "human_1")].iloc[0]
     assert (r.n_pairs, r.refusals_lost, r.refusals_gained) == (5, 4, 0)
-    assert r.mcnemar_p == pytest.approx(2 * 0.5 ** 4)
+    assert r.mcnemar_p == fp64_approx(2 * 0.5 ** 4)
 
 
 def test_item_level_kappa_between_annotators(report, capsys):
     a = pd.read_csv(report / "agreement_humans.csv")
     r = pooled(a, "human_1", "human_2")
     assert r.pair == "annotator vs annotator" and r.n_items == 200
-    assert r.kappa == pytest.approx(0.4336 / 0.4736) and r.agreement == pytest.approx(0.96)
-    assert r.ac1 == pytest.approx(0.48645 / 0.52645)
+    assert r.kappa == fp64_approx(0.4336 / 0.4736) and r.agreement == fp64_approx(0.96)
+    assert r.ac1 == fp64_approx(0.48645 / 0.52645)
     assert r.kappa_ci_low < r.kappa < r.kappa_ci_high
     html = (report / "reanalyse.html").read_text()
     assert f"{0.4336 / 0.4736:.3f}" in html and "No judge has item-level verdicts" in html
@@ -95,7 +97,7 @@ def test_judges_against_each_annotator_with_items(tmp_path):
     res = A.reanalyse_dir(tmp_path / "imported", tmp_path, files=files, n_boot=200)
     rt = res["reanalysis"]
     r = pooled(rt["agreement_humans"], "ChatGPT5", "human_1")
-    assert r.pair == "judge vs annotator" and r.n_items == 200 and r.kappa == pytest.approx(0.4636 / 0.4736)
+    assert r.pair == "judge vs annotator" and r.n_items == 200 and r.kappa == fp64_approx(0.4636 / 0.4736)
     c = rt["judges_vs_humans_counts"].set_index(["judge", "human"])
     assert c.loc[("human_1", "Human 1"), "identical_cells"] == c.loc[("human_1", "Human 1"), "n_cells"] == 40
     assert c.loc[("human_2", "Human 2"), "identical_cells"] == 40
@@ -131,7 +133,7 @@ def test_judges_vs_humans_intervals_resample_prompts():
     assert clustered.sensitivity == spread.sensitivity == 0.75
     assert (clustered.n_prompts, spread.n_prompts) == (4, 100)
     # 4 prompts: a resample holds p0 k ~ Binomial(4, 1/4) times, sensitivity 1 - k/4; P(k >= 3) > 2.5%
-    assert clustered.sensitivity_ci_low <= 0.25 + 1e-9
+    assert clustered.sensitivity_ci_low <= 0.25 * (1 + FP64_REL)
     lo, _ = wilson(75, 100)
     assert spread.sensitivity_ci_low > lo - 0.05  # independent items: close to the Wilson interval
     again = M.judges_vs_humans(_clustered(4), ["human_1"], n_boot=1000).iloc[0]
