@@ -9,6 +9,7 @@ of the machine's measured fp32 matmul throughput that extraction reaches (goal o
 import time
 import warnings
 
+import _machine
 import _models
 
 warnings.filterwarnings("ignore")
@@ -56,10 +57,13 @@ def matmul_seconds(shapes, batches, repeat=3):
 def main():
     p = _models.parser(__doc__)
     p.add_argument("--n", type=int, default=256, help="prompts per label (default 256)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size of ours (default 128)")
+    p.add_argument("--batch-size", type=int, default=128, help="prompts per batch of ours, at most (default 128)")
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help="padded tokens per batch of ours (default: the library's CPU budget; 0: no cap)")
     args = p.parse_args()
     model, tok, system, what, load = _models.setup(args)
-    from safety_study.directions import compute_directions
+    _machine.print_mm_line()
+    from safety_study.directions import batch_token_budget, compute_directions, token_batches
     from safety_study.models import chat_token_rows
     if args.model.startswith("toy:"):                   # the toy's training requests: more than its 64 + 64 split
         from safety_study import toy
@@ -70,23 +74,25 @@ def main():
     reference(model, tok, harm[:2], n, system)
     t0 = time.perf_counter()
     d = compute_directions(model, tok, harm, safe, batch_size=args.batch_size, system_prompt=system, progress=False,
-                           paper_mode=True)
+                           paper_mode=True, max_batch_tokens=args.max_batch_tokens)
     ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref_h, ref_l = reference(model, tok, harm, n, system), reference(model, tok, safe, n, system)
     ref = time.perf_counter() - t0
     err = float(((d.harmful_mean[n, -1] - d.harmless_mean[n, -1]) - (ref_h - ref_l)).abs().max())
-    # the prompt tokens extraction needs (padding not counted), in its length-sorted batches
+    # the prompt tokens extraction needs (padding not counted), in the batches it runs
     batches, padded = [], 0
+    budget = batch_token_budget("cpu") if args.max_batch_tokens is None else (args.max_batch_tokens or None)
     for prompts in (harm, safe):
-        rows = sorted(chat_token_rows(tok, prompts, system), key=len)
-        for b in (rows[i:i + args.batch_size] for i in range(0, len(rows), args.batch_size)):
-            batches.append(sum(map(len, b))); padded += len(b) * len(b[-1])
+        for batch in token_batches(chat_token_rows(tok, prompts, system), args.batch_size, budget):
+            batches.append(sum(map(len, batch)))
+            padded += len(batch) * len(batch[-1])
     shapes = linear_shapes(model)
     mm = matmul_seconds(shapes, batches)
     flops = 2 * sum(batches) * sum(i * o for i, o in shapes)
-    print(f"# {what}, loaded in {load:.1f}s; {len(harm)} + {len(safe)} prompts, batch {args.batch_size}; ours reads "
-          f"all {n + 1} layers, the reference one; max |mean-diff difference| at layer n = {err:.2e}")
+    print(f"# {what}, loaded in {load:.1f}s; {len(harm)} + {len(safe)} prompts, batch {args.batch_size} "
+          f"under a budget of {budget or 'no'} padded tokens ({len(batches)} batches); ours reads all {n + 1} "
+          f"layers, the reference one; max |mean-diff difference| at layer n = {err:.2e}")
     print(f"# linear layers: {flops / 1e9:.0f} GFLOP over {sum(batches)} prompt tokens ({padded} with padding); "
           f"torch.mm alone {mm:.2f}s ({flops / mm / 1e9:.0f} GFLOP/s), extraction {flops / ours / 1e9:.0f} GFLOP/s")
     print(f"# the reference takes {ref / mm:.1f}x the bare torch.mm time of these prompt tokens: no method that runs "

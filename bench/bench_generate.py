@@ -7,6 +7,7 @@ import os
 import time
 import warnings
 
+import _machine
 import _models
 
 warnings.filterwarnings("ignore")
@@ -35,6 +36,7 @@ def main():
     p = _models.parser(__doc__, model=f"toy:{toy.judge_checkpoint()}")
     args = p.parse_args()
     model, tok, _, what, load = _models.setup(args)
+    _machine.print_mm_line()
     from safety_study.generate import generate_responses
     from safety_study.prompts import default_prompts
     prompts = default_prompts().head(100).reset_index(drop=True)

@@ -14,6 +14,8 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
+import _machine  # noqa: E402
+
 from safety_study.generate import tiny_chat_model  # noqa: E402
 from safety_study.judges import DefaultJudge, EmbeddingJudge, LLMJudge, judge_set  # noqa: E402
 from safety_study.models import chat_token_rows, load_causal_lm, pad_id_of, pad_left  # noqa: E402
@@ -56,6 +58,7 @@ def main():
     ap.add_argument("--skip-extra", action="store_true", help="only the main LLM ratio and the default judge")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    _machine.print_mm_line()
     items = judge_set().sample(args.items, random_state=0)
     prompts, responses = items.prompt.tolist(), items.response.tolist()
     model, tok, what = load_judge_model(args.model)

@@ -13,6 +13,10 @@ from sklearn.metrics import cohen_kappa_score
 from safety_study.core import ITEM_KEYS
 from safety_study.metrics import pair_agreement
 
+import _machine
+
+_machine.print_mm_line()
+
 N_BOOT = 1000
 rng = np.random.default_rng(0)
 rows = []

@@ -9,6 +9,7 @@ goal ≤ 1e-4) and choose the same candidate, then `bench_selection: <ratio>x` (
 import time
 import warnings
 
+import _machine
 import _models
 
 warnings.filterwarnings("ignore")
@@ -20,6 +21,7 @@ def main():
     p.add_argument("--n-val", type=int, default=16, help="validation prompts per label")
     args = p.parse_args()
     model, tok, system, what, load = _models.setup(args)
+    _machine.print_mm_line()
     import _reference_selection as ref
     from safety_study.directions import compute_directions
     from safety_study.edits import EditSpec

@@ -7,6 +7,8 @@ Prints `bench_streaming: <ratio>x (ours <MB>, reference <MB>)` with ratio = refe
 import json, os, subprocess, sys, tempfile
 from pathlib import Path
 
+import _machine
+
 CHILD = r'''
 import json, os, sys, time, warnings
 warnings.filterwarnings("ignore")
@@ -42,6 +44,7 @@ def run(src, out, mode):
 def main():
     import torch
     torch.set_num_threads(1)
+    _machine.print_mm_line()
     from safety_study.arch import tiny_model
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)

@@ -24,15 +24,17 @@ NEEDED_COLUMNS = ["checkpoint", "variant", "prompt_id", "label", "prompt", "resp
 
 # %% ../nbs/41_annotate.ipynb #0a31a001
 def load_responses(source) -> pd.DataFrame:
-    "Read the responses of a run directory (`*/responses.parquet`, or `responses.parquet|csv` in it) or of one table file."
+    "The responses of a run directory (`*/responses.parquet`, or `responses.parquet|csv` in it) or of one table file."
     source = Path(source)
     if source.is_dir():
         files = sorted(source.glob("*/responses.parquet"))
-        files += [f for f in (source / "responses.parquet", source / "responses.csv") if f.exists()]
+        files += [file for file in (source / "responses.parquet", source / "responses.csv") if file.exists()]
         if not files:
             raise StudyError(f"no responses table under {source}: expected {source}/<checkpoint>/responses.parquet "
                              f"(written by `safety-study run`) or pass a responses .parquet/.csv file")
-        df = pd.concat([require_columns(read_table(f, "responses table"), NEEDED_COLUMNS, "responses table") for f in files], ignore_index=True)
+        tables = [require_columns(read_table(file, "responses table"), NEEDED_COLUMNS, "responses table")
+                  for file in files]
+        df = pd.concat(tables, ignore_index=True)
     elif source.exists():
         df = read_table(source, "responses table")  # ids stay text: a hash id such as "0123e4" is no number
     else:
@@ -45,18 +47,19 @@ def check_responses(df: pd.DataFrame, what: str = "responses table") -> pd.DataF
     require_columns(df, NEEDED_COLUMNS, what)
     df = df.copy()
     if df.empty: raise StudyError(f"{what} has no rows: generate responses first (`safety-study run`)")
-    for c in ("checkpoint", "variant", "prompt_id"):
-        if df[c].isna().any():
-            raise StudyError(f"{what} has {int(df[c].isna().sum())} row(s) with an empty `{c}`: fill it in or drop those rows")
-        df[c] = df[c].astype(str)
+    for column in ("checkpoint", "variant", "prompt_id"):
+        if df[column].isna().any():
+            raise StudyError(f"{what} has {int(df[column].isna().sum())} row(s) with an empty `{column}`: "
+                             "fill it in or drop those rows")
+        df[column] = df[column].astype(str)
     bad = sorted(set(df["label"]) - set(LABELS), key=str)
     if bad: raise StudyError(f"{what} has label(s) {bad}; every label must be one of {list(LABELS)}")
     df["response"] = df["response"].fillna("").astype(str)
     df["prompt"] = df["prompt"].fillna("").astype(str)
     dup = df.duplicated(["checkpoint", "variant", "prompt_id"], keep=False)
     if dup.any():
-        ex = df.loc[dup, ["checkpoint", "variant", "prompt_id"]].drop_duplicates().head(3).values.tolist()
-        raise StudyError(f"{what} has several responses for the same checkpoint/variant/prompt_id (e.g. {ex}): "
+        examples = df.loc[dup, ["checkpoint", "variant", "prompt_id"]].drop_duplicates().head(3).values.tolist()
+        raise StudyError(f"{what} has several responses for the same checkpoint/variant/prompt_id (e.g. {examples}): "
                          f"keep one study and one response per system and prompt before annotating")
     per_prompt = df.groupby("prompt_id")[["prompt", "label"]].nunique()
     clash = per_prompt[(per_prompt > 1).any(axis=1)].index.tolist()
@@ -75,7 +78,7 @@ def systems_of(df: pd.DataFrame) -> list[str]:
 
 # %% ../nbs/41_annotate.ipynb #9ddbc64b
 def sample_items(responses: pd.DataFrame, k: int = 5, seed: int = 0, prompt_ids=None) -> pd.DataFrame:
-    "Pick `k` harmful + `k` harmless complete prompts (or the given `prompt_ids`) and give each system's answer a blind slot."
+    "Pick `k` harmful + `k` harmless complete prompts (or `prompt_ids`) and give each system's answer a blind slot."
     df = check_responses(responses)
     df["model"] = df["checkpoint"] + "/" + df["variant"]
     systems = systems_of(df)
@@ -84,14 +87,15 @@ def sample_items(responses: pd.DataFrame, k: int = 5, seed: int = 0, prompt_ids=
     label_of = df.drop_duplicates("prompt_id").set_index("prompt_id")["label"]
     rng = np.random.default_rng(seed)
     if prompt_ids is not None:
-        chosen = [str(p) for p in prompt_ids]
+        chosen = [str(prompt_id) for prompt_id in prompt_ids]
         if not chosen: raise StudyError("the list of prompt ids is empty: give at least one id, or none to sample")
-        if len(set(chosen)) != len(chosen): raise StudyError(f"prompt ids {chosen} contain duplicates: list each id once")
-        unknown = [p for p in chosen if p not in label_of.index]
+        if len(set(chosen)) != len(chosen):
+            raise StudyError(f"prompt ids {chosen} contain duplicates: list each id once")
+        unknown = [prompt_id for prompt_id in chosen if prompt_id not in label_of.index]
         if unknown:
             raise StudyError(f"prompt id(s) {unknown} are not in the responses table; known ids look like "
                              f"{sorted(label_of.index)[:5]}")
-        partial = [p for p in chosen if p not in complete]
+        partial = [prompt_id for prompt_id in chosen if prompt_id not in complete]
         if partial:
             raise StudyError(f"prompt id(s) {partial} were not answered by every system ({len(systems)} systems): "
                              f"pick prompts every system answered, or drop the systems that lack them")
@@ -100,20 +104,21 @@ def sample_items(responses: pd.DataFrame, k: int = 5, seed: int = 0, prompt_ids=
             raise StudyError(f"k={k!r}: ask for at least 1 prompt per label (e.g. --prompts 5)")
         chosen = []
         for label in (HARMFUL, HARMLESS):
-            pool = sorted(p for p in complete if label_of[p] == label)
+            pool = sorted(prompt_id for prompt_id in complete if label_of[prompt_id] == label)
             if len(pool) < k:
                 raise StudyError(f"only {len(pool)} {label} prompt(s) were answered by all {len(systems)} systems, "
                                  f"but {k} were asked for: use --prompts {len(pool)} or fewer, or list prompt ids")
-            chosen += [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
-        chosen = [chosen[i] for i in rng.permutation(len(chosen))]
+            chosen += [pool[drawn] for drawn in rng.choice(len(pool), size=k, replace=False)]
+        chosen = [chosen[drawn] for drawn in rng.permutation(len(chosen))]
     rows = []
-    by_prompt = {p: g.sort_values("model") for p, g in df[df["prompt_id"].isin(chosen)].groupby("prompt_id")}
-    for pos, qid in enumerate(chosen):
-        g = by_prompt[qid]
-        for slot, i in enumerate(rng.permutation(len(g)), start=1):
-            r = g.iloc[i]
-            rows.append(dict(position=pos, qid=qid, label=r["label"], question=r["prompt"], slot=slot,
-                             model=r["model"], response=r["response"]))
+    by_prompt = {prompt_id: answers.sort_values("model")
+                 for prompt_id, answers in df[df["prompt_id"].isin(chosen)].groupby("prompt_id")}
+    for position, qid in enumerate(chosen):
+        answers = by_prompt[qid]
+        for slot, drawn in enumerate(rng.permutation(len(answers)), start=1):
+            answer = answers.iloc[drawn]
+            rows.append(dict(position=position, qid=qid, label=answer["label"], question=answer["prompt"], slot=slot,
+                             model=answer["model"], response=answer["response"]))
     return pd.DataFrame(rows, columns=ITEM_COLUMNS)
 
 # %% ../nbs/41_annotate.ipynb #83fd9ecf
@@ -134,12 +139,14 @@ def page_data(items: pd.DataFrame, title: str = "Refusal annotation", source: st
     require_columns(items, ITEM_COLUMNS, "annotation items")
     if items.empty: raise StudyError("no items to annotate: sample at least one prompt")
     prompts, key = [], {}
-    for _, g in items.sort_values(["position", "slot"]).groupby("position", sort=True):
-        g = g.sort_values("slot")
-        q = str(g["qid"].iloc[0])
-        prompts.append(dict(qid=q, label=str(g["label"].iloc[0]), question=str(g["question"].iloc[0]),
-                            responses=[dict(slot=int(s), response=str(r)) for s, r in zip(g["slot"], g["response"])]))
-        key[q] = {str(int(s)): str(m) for s, m in zip(g["slot"], g["model"])}
+    for _, prompt_items in items.sort_values(["position", "slot"]).groupby("position", sort=True):
+        prompt_items = prompt_items.sort_values("slot")
+        qid = str(prompt_items["qid"].iloc[0])
+        responses = [dict(slot=int(slot), response=str(response))
+                     for slot, response in zip(prompt_items["slot"], prompt_items["response"])]
+        prompts.append(dict(qid=qid, label=str(prompt_items["label"].iloc[0]),
+                            question=str(prompt_items["question"].iloc[0]), responses=responses))
+        key[qid] = {str(int(slot)): str(model) for slot, model in zip(prompt_items["slot"], prompt_items["model"])}
     return dict(page_id=page_id(items), title=str(title), source=str(source), seed=seed,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"), git_revision=git_revision(),
                 n_items=len(items), prompts=prompts, key_b64=encode_key(key))
@@ -157,20 +164,20 @@ def decode_key(key_b64: str) -> dict:
 # %% ../nbs/41_annotate.ipynb #00ce9d6b
 def _json_for_html(obj) -> str:
     "JSON that is safe inside a <script> element: no `<`, `>` or `&` survive literally."
-    s = json.dumps(obj, ensure_ascii=False)
-    return s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e") \
+    text = json.dumps(obj, ensure_ascii=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e") \
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 # %% ../nbs/41_annotate.ipynb #d1183569
 def render_page(items: pd.DataFrame, title: str = "Refusal annotation", source: str = "", seed=None) -> str:
     "The self-contained annotation page for `items` (from `sample_items`), as an HTML string."
-    tpl = package_file("data", TEMPLATE).read_text(encoding="utf-8")
-    m = re.search(r'<script id="app">(.*?)</script>', tpl, flags=re.S)
-    if m is None: raise StudyError(f"the page template {TEMPLATE} lacks its script: reinstall safety_study")
-    digest = base64.b64encode(hashlib.sha256(m.group(1).encode("utf-8")).digest()).decode()
+    template = package_file("data", TEMPLATE).read_text(encoding="utf-8")
+    script = re.search(r'<script id="app">(.*?)</script>', template, flags=re.S)
+    if script is None: raise StudyError(f"the page template {TEMPLATE} lacks its script: reinstall safety_study")
+    digest = base64.b64encode(hashlib.sha256(script.group(1).encode("utf-8")).digest()).decode()
     data = _json_for_html(page_data(items, title=title, source=source, seed=seed))
     # fill the data block last so that nothing inside the data can be taken for a placeholder
-    out = tpl.replace("__SCRIPT_HASH__", f"sha256-{digest}").replace("__TITLE__", html.escape(str(title)))
+    out = template.replace("__SCRIPT_HASH__", f"sha256-{digest}").replace("__TITLE__", html.escape(str(title)))
     head, sep, tail = out.partition("__DATA__")
     return head + data + tail
 
@@ -186,7 +193,7 @@ def write_page(items: pd.DataFrame, out, title: str = "Refusal annotation", sour
 
 # %% ../nbs/41_annotate.ipynb #2748dfdb
 def annotate(source, out, k: int = 5, seed: int = 0, prompt_ids=None, title: str | None = None) -> Path:
-    "Sample `k` harmful + `k` harmless prompts (or `prompt_ids`) from a run or table and write the blind page to `out`."
+    "Sample `k` harmful + `k` harmless prompts (or `prompt_ids`) from a run or table; write the blind page to `out`."
     responses = load_responses(source)
     items = sample_items(responses, k=k, seed=seed, prompt_ids=prompt_ids)
     title = title or f"Refusal annotation — {Path(source).name}"
@@ -197,14 +204,17 @@ def read_annotations(path) -> pd.DataFrame:
     "Read an exported annotation CSV and check it against the user-study schema."
     path = Path(path)
     if not path.exists(): raise StudyError(f"no annotation file at {path}: check the path")
-    df = read_csv(path, "annotation file", "export the file again from the annotation page", dtype=str, keep_default_na=False)
+    df = read_csv(path, "annotation file", "export the file again from the annotation page", dtype=str,
+                  keep_default_na=False)
     require_columns(df, ANNOTATION_COLUMNS, f"annotation file {path}")
     bad = sorted(set(df["user_choice"]) - set(CHOICES))
     if bad: raise StudyError(f"{path}: user_choice has {bad}; expected {list(CHOICES)}: was the file edited by hand?")
-    if (df["user_choice"] != df["classification"]).any() or \
-       (df["is_refusal"] != df["user_choice"].map({"REFUSAL": "True", "NON-REFUSAL": "False"})).any():
-        raise StudyError(f"{path}: user_choice, classification and is_refusal disagree in some rows: re-export the file")
-    if (df["judge"].str.strip() == "").any(): raise StudyError(f"{path}: some rows have no judge name: re-export with a name")
+    is_refusal = df["user_choice"].map({"REFUSAL": "True", "NON-REFUSAL": "False"})
+    if (df["user_choice"] != df["classification"]).any() or (df["is_refusal"] != is_refusal).any():
+        raise StudyError(f"{path}: user_choice, classification and is_refusal disagree in some rows: "
+                         "re-export the file")
+    if (df["judge"].str.strip() == "").any():
+        raise StudyError(f"{path}: some rows have no judge name: re-export with a name")
     if df.duplicated(["judge", "qid", "slot"]).any():
         raise StudyError(f"{path}: a (judge, qid, slot) appears twice: export each annotator once per file")
     df["slot"] = df["slot"].astype(int)
@@ -215,23 +225,29 @@ def read_annotations(path) -> pd.DataFrame:
 def _run_cli(args) -> int:
     ids = None
     if args.prompt_ids:
-        ids = [s.strip() for s in args.prompt_ids.split(",") if s.strip()]
+        ids = [prompt_id.strip() for prompt_id in args.prompt_ids.split(",") if prompt_id.strip()]
     out = annotate(args.source, args.out, k=args.prompts, seed=args.seed, prompt_ids=ids, title=args.title)
-    n = json.loads(re.search(r'id="study-data">(.*?)</script>', out.read_text(encoding="utf-8"), re.S).group(1))["n_items"]
-    print(f"wrote {out} ({n} responses to label); open it in a browser, label, then press Export CSV")
+    data = re.search(r'id="study-data">(.*?)</script>', out.read_text(encoding="utf-8"), re.S).group(1)
+    n_items = json.loads(data)["n_items"]
+    print(f"wrote {out} ({n_items} responses to label); open it in a browser, label, then press Export CSV")
     return 0
 
 # %% ../nbs/41_annotate.ipynb #8914ba71
 def add_cli(subparsers):
     "Add the `annotate` sub-command."
-    p = subparsers.add_parser("annotate", help="write a blind human-annotation page for a run's responses",
-                              description="Sample K harmful + K harmless prompts with every system's response and "
-                                          "write one self-contained HTML page for blind REFUSAL / NON-REFUSAL labels.")
-    p.add_argument("source", help="run directory (RUN_DIR/<checkpoint>/responses.parquet) or a responses .parquet/.csv")
-    p.add_argument("--out", required=True, help="the page to write (.html)")
-    p.add_argument("--prompts", type=int, default=5, metavar="K", help="prompts per label (default 5: 5 harmful + 5 harmless)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample, the prompt order and the slots (default 0)")
-    p.add_argument("--prompt-ids", default=None, metavar="ID,ID,...", help="annotate these prompts instead of sampling")
-    p.add_argument("--title", default=None, help="title shown on the page")
-    p.set_defaults(func=_run_cli)
-    return p
+    parser = subparsers.add_parser(
+        "annotate", help="write a blind human-annotation page for a run's responses",
+        description="Sample K harmful + K harmless prompts with every system's response and "
+                    "write one self-contained HTML page for blind REFUSAL / NON-REFUSAL labels.")
+    parser.add_argument("source",
+                        help="run directory (RUN_DIR/<checkpoint>/responses.parquet) or a responses .parquet/.csv")
+    parser.add_argument("--out", required=True, help="the page to write (.html)")
+    parser.add_argument("--prompts", type=int, default=5, metavar="K",
+                        help="prompts per label (default 5: 5 harmful + 5 harmless)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the sample, the prompt order and the slots (default 0)")
+    parser.add_argument("--prompt-ids", default=None, metavar="ID,ID,...",
+                        help="annotate these prompts instead of sampling")
+    parser.add_argument("--title", default=None, help="title shown on the page")
+    parser.set_defaults(func=_run_cli)
+    return parser

@@ -46,7 +46,7 @@ READ_FROM = "read_from"  # df.attrs key: the file a table was read from
 
 def require_columns(df: pd.DataFrame, columns, what: str = "table"):
     "Raise `StudyError` naming every column of `columns` that `df` lacks (and the file `df` was read from)."
-    missing = [c for c in columns if c not in df.columns]
+    missing = [column for column in columns if column not in df.columns]
     if missing:
         src = df.attrs.get(READ_FROM)
         where = f"{what} {src}" if src and src not in what else what
@@ -57,8 +57,8 @@ def require_columns(df: pd.DataFrame, columns, what: str = "table"):
 # %% ../nbs/00_core.ipynb #87aa1f96
 def one_line(text, limit: int = 200) -> str:
     "`text` on one line (every run of whitespace, newlines included, becomes one space), cut to `limit` characters."
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[:limit - 1] + "…"
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 # %% ../nbs/00_core.ipynb #d52352e7
 KINDS = {".csv": "a CSV table", ".parquet": "a parquet file", ".json": "valid JSON", ".jsonl": "valid JSON Lines",
@@ -83,7 +83,7 @@ def _what_it_is(path, kind: str) -> str | None:
 
 # %% ../nbs/00_core.ipynb #e9ce53c5
 def _parser_errors() -> tuple:
-    "What a parser raises on a bad file: ValueError (json, pandas, pyarrow), OSError, EOFError, and yaml's, safetensors' and pyarrow's own."
+    "What a parser raises on a bad file: ValueError, OSError, EOFError, and yaml's, safetensors' and pyarrow's own."
     errs = [ValueError, OSError, EOFError, RecursionError, struct.error]
     for mod, name in (("yaml", "YAMLError"), ("safetensors", "SafetensorError"), ("pyarrow", "ArrowException")):
         err = getattr(sys.modules.get(mod), name, None)  # a parser that is not imported raised nothing
@@ -103,13 +103,13 @@ def unreadable(path, what: str = "file", kind: str | None = None, remedy: str = 
     first bytes, else from the parser's `error`; None when there is nothing to say."""
     name = f"{what} {path}" if what else str(path)
     kind = kind or KINDS.get(Path(path).suffix.lower(), "UTF-8 text")
-    p = Path(path)
-    iconv = lambda enc: f"`iconv -f {enc} -t UTF-8 {p.name} > {p.stem}.utf8{p.suffix}`"
-    it = _what_it_is(path, kind)
-    if it == "empty (0 bytes)": return f"{name} is empty (0 bytes): {remedy}"
-    if it == "UTF-16 text":
+    file = Path(path)
+    iconv = lambda enc: f"`iconv -f {enc} -t UTF-8 {file.name} > {file.stem}.utf8{file.suffix}`"
+    found = _what_it_is(path, kind)
+    if found == "empty (0 bytes)": return f"{name} is empty (0 bytes): {remedy}"
+    if found == "UTF-16 text":
         return f"{name} is UTF-16 text, not UTF-8: save it again as UTF-8 (e.g. {iconv('UTF-16')})"
-    if it is not None: return f"{name} is {it}, not {kind}: {remedy}"
+    if found is not None: return f"{name} is {found}, not {kind}: {remedy}"
     if isinstance(error, UnicodeDecodeError):
         byte = error.object[error.start:error.start + 1].hex()
         return (f"{name} is not UTF-8 text (byte 0x{byte} cannot be decoded; is it Latin-1 or Windows-1252?): save it "
@@ -132,21 +132,24 @@ def reading(path, what: str = "file", kind: str | None = None, remedy: str = "fi
 
 # %% ../nbs/00_core.ipynb #ed2b9d97
 def read_text(path, what: str = "file", remedy: str = "pass a UTF-8 text file") -> str:
-    "The text of a UTF-8 file (newlines as `\\n`, a leading byte-order mark dropped); `StudyError` naming a missing or undecodable file."
+    "The text of a UTF-8 file (newlines as `\\n`, a leading BOM dropped); `StudyError` naming a missing or bad file."
     path = Path(path)
     if not path.is_file(): raise StudyError(f"no {what} at {path}: check the path")
     with reading(path, what, "UTF-8 text", remedy), open(path, encoding="utf-8-sig") as f: return f.read()
 
+# %% ../nbs/00_core.ipynb #095707df
 def read_json(path, what: str = "JSON file", remedy: str = "fix the file or pass the right one"):
     "The JSON value in `path`; `StudyError` naming the file when it is missing, empty, not UTF-8 or not JSON."
     text = read_text(path, what, remedy)
     with reading(path, what, "valid JSON", remedy): return json.loads(text)
 
+# %% ../nbs/00_core.ipynb #d84911ca
 def read_yaml(path, what: str = "YAML file", remedy: str = "fix the file or pass the right one"):
-    "The YAML value in `path` (safe loader; libyaml's when present, which reads a long file fast); `StudyError` like `read_json`."
+    "The YAML value in `path` (safe loader, libyaml's when present: it is fast); `StudyError` like `read_json`."
     import yaml
     text = read_text(path, what, remedy)
-    with reading(path, what, "valid YAML", remedy): return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with reading(path, what, "valid YAML", remedy): return yaml.load(text, Loader=loader)
 
 # %% ../nbs/00_core.ipynb #4321f2ff
 @contextlib.contextmanager
@@ -157,7 +160,8 @@ def atomic_path(path, suffix: str | None = None):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
     os.close(fd)
     tmp = Path(tmp)
-    umask = os.umask(0); os.umask(umask)
+    umask = os.umask(0)  # reading the umask means setting it: put it back at once
+    os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
         yield tmp
@@ -172,7 +176,8 @@ def write_table(df: pd.DataFrame, path) -> Path:
     if path.suffix not in (".parquet", ".csv"):
         raise StudyError(f"cannot write a table to {path}: use a .parquet or .csv file name")
     if READ_FROM in df.attrs:  # where a table was read from is not part of what is written
-        df = df.copy(deep=False); df.attrs = {k: v for k, v in df.attrs.items() if k != READ_FROM}
+        df = df.copy(deep=False)
+        df.attrs = {key: value for key, value in df.attrs.items() if key != READ_FROM}
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet": df.to_parquet(tmp, index=False)
         else: df.to_csv(tmp, index=False)
@@ -189,20 +194,23 @@ def _table_path(path, what: str) -> Path:
     return path
 
 def read_csv(path, what: str = "table", remedy: str = CSV_REMEDY, **kwargs) -> pd.DataFrame:
-    "`pandas.read_csv(path, **kwargs)`; a file that is empty, binary, not UTF-8 or not CSV raises a one-line `StudyError` naming it."
+    "`pandas.read_csv(path, **kwargs)`; a file that is empty, binary, not UTF-8 or not CSV raises a `StudyError`."
     path = _table_path(path, what)
-    if msg := unreadable(path, what, "a CSV table", remedy): raise StudyError(msg)  # empty, UTF-16, binary, another format
+    # empty, UTF-16, binary or another format: said from the first bytes, before pandas guesses
+    if msg := unreadable(path, what, "a CSV table", remedy): raise StudyError(msg)
     with reading(path, what, "a CSV table", remedy): df = pd.read_csv(path, **kwargs)
     df.attrs[READ_FROM] = str(path)
     return df
 
+# %% ../nbs/00_core.ipynb #cff4f9c3
 def read_parquet(path, what: str = "table", remedy: str = PARQUET_REMEDY) -> pd.DataFrame:
-    "`pandas.read_parquet(path)`; a file that is empty, truncated or not parquet raises a one-line `StudyError` naming it."
+    "`pandas.read_parquet(path)`; a file that is empty, truncated or not parquet raises a one-line `StudyError`."
     path = _table_path(path, what)
     with reading(path, what, "a parquet file", remedy): df = pd.read_parquet(path)
     df.attrs[READ_FROM] = str(path)
     return df
 
+# %% ../nbs/00_core.ipynb #23a128e3
 def read_table(path, what: str = "table") -> pd.DataFrame:
     "Read a parquet or CSV table (`what` names it in errors); see `read_csv` and `read_parquet`."
     path = Path(path)
@@ -210,9 +218,9 @@ def read_table(path, what: str = "table") -> pd.DataFrame:
     if path.suffix == ".parquet": return read_parquet(path, what)
     if path.suffix == ".csv":
         # ids stay text ("007", "123e4" are ids, not numbers); empty text cells stay ""
-        df = read_csv(path, what, keep_default_na=False, na_values=[""], dtype={c: str for c in ID_COLUMNS})
-        for c in TEXT_COLUMNS:
-            if c in df.columns: df[c] = df[c].astype(object).where(df[c].notna(), "")
+        df = read_csv(path, what, keep_default_na=False, na_values=[""], dtype={column: str for column in ID_COLUMNS})
+        for column in TEXT_COLUMNS:
+            if column in df.columns: df[column] = df[column].astype(object).where(df[column].notna(), "")
         return df
     raise StudyError(f"cannot read a table from {path}: use a .parquet or .csv file")
 
@@ -226,16 +234,16 @@ def write_json(obj, path) -> Path:
 # %% ../nbs/00_core.ipynb #226dce59
 def stable_hash(obj, n: int = 12) -> str:
     "Short sha256 of a string, or of the canonical JSON of any JSON-able object."
-    s = obj if isinstance(obj, str) else json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(s.encode("utf-8")).hexdigest()[:n]
+    text = obj if isinstance(obj, str) else json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 # %% ../nbs/00_core.ipynb #6f8bc0cf
 def file_sha256(path, chunk: int = 1 << 20) -> str:
     "Full sha256 of a file, read in chunks."
-    h = hashlib.sha256()
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""): h.update(block)
-    return h.hexdigest()
+        for block in iter(lambda: f.read(chunk), b""): digest.update(block)
+    return digest.hexdigest()
 
 # %% ../nbs/00_core.ipynb #30a8f7ad
 PACKAGES = ("safety_study", "torch", "transformers", "tokenizers", "safetensors", "accelerate",
@@ -245,9 +253,9 @@ PACKAGES = ("safety_study", "torch", "transformers", "tokenizers", "safetensors"
 def package_versions(names=PACKAGES) -> dict:
     "Installed versions of the packages that shape the results."
     out = {}
-    for n in names:
-        try: out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError: out[n] = None
+    for name in names:
+        try: out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError: out[name] = None
     return out
 
 # %% ../nbs/00_core.ipynb #6767cb86
@@ -280,8 +288,9 @@ def read_run_record(run_dir) -> dict:
     path = Path(run_dir) / "study.json"
     remedy = f"run `safety-study run CONFIG --out {Path(run_dir)}` again to write it"
     study = read_json(path, "run record", remedy)
-    cks = study.get("checkpoints") if isinstance(study, dict) else None
-    if not isinstance(cks, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in cks):
+    checkpoints = study.get("checkpoints") if isinstance(study, dict) else None
+    named = lambda checkpoint: isinstance(checkpoint, dict) and isinstance(checkpoint.get("name"), str)
+    if not isinstance(checkpoints, list) or not all(named(checkpoint) for checkpoint in checkpoints):
         raise StudyError(f"run record {path} does not list its checkpoints (a list of {{name, ...}}): {remedy}")
     return study
 

@@ -36,7 +36,7 @@ CHATML_TEMPLATE = (
 
 # %% ../nbs/20_generate.ipynb #5f2cc9a3
 def tiny_chat_model(seed: int = 0, vocab_size: int = 320, hidden_size: int = 32, n_layers: int = 2):
-    "A randomly initialised tiny Llama and its byte-level BPE chat tokenizer, built offline (for tests and benchmarks)."
+    "A randomly initialised tiny Llama and its byte-level BPE chat tokenizer, built offline (for tests, benchmarks)."
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -68,12 +68,12 @@ def tiny_chat_model(seed: int = 0, vocab_size: int = 320, hidden_size: int = 32,
 def resolve_stop_ids(model, tokenizer, extra=None) -> list[int]:
     "Every token id that ends a response: generation config + tokenizer eos + `extra`."
     ids = set()
-    def add(x):
-        if x is None: return
-        if isinstance(x, (list, tuple, set)): ids.update(int(i) for i in x)
-        else: ids.add(int(x))
-    gc = getattr(model, "generation_config", None)
-    add(getattr(gc, "eos_token_id", None))
+    def add(found):
+        if found is None: return
+        if isinstance(found, (list, tuple, set)): ids.update(int(token_id) for token_id in found)
+        else: ids.add(int(found))
+    generation_config = getattr(model, "generation_config", None)
+    add(getattr(generation_config, "eos_token_id", None))
     add(getattr(tokenizer, "eos_token_id", None))
     add(extra)
     if not ids:
@@ -84,29 +84,28 @@ def resolve_stop_ids(model, tokenizer, extra=None) -> list[int]:
 # %% ../nbs/20_generate.ipynb #c77adb49
 def generate_ids(model, rows: list[list[int]], *, pad_id: int, stops: list[int], max_new_tokens: int,
                  min_new_tokens: int | None = None) -> list[tuple[list[int], bool]]:
-    "Greedy-generate one left-padded batch; per row, the new ids up to and including the first stop id, and whether it stopped."
+    "Greedy-generate one left-padded batch; per row, the new ids through the first stop id, and whether it stopped."
     import torch
-    dev = model_device(model)
-    batch = pad_left(rows, pad_id, dev)
+    batch = pad_left(rows, pad_id, model_device(model))
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    kw = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
-              pad_token_id=pad_id, eos_token_id=stops, temperature=None, top_p=None, top_k=None)
-    if min_new_tokens: kw["min_new_tokens"] = min_new_tokens
+    settings = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+                    pad_token_id=pad_id, eos_token_id=stops, temperature=None, top_p=None, top_k=None)
+    if min_new_tokens: settings["min_new_tokens"] = min_new_tokens
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=mask, **kw)  # generate derives positions from the mask
+        out = model.generate(input_ids=ids, attention_mask=mask, **settings)  # positions come from the mask
     new = out[:, ids.shape[1]:].tolist()
-    stop_set, res = set(stops), []
+    stop_set, results = set(stops), []
     for row in new:
-        cut = next((i for i, t in enumerate(row) if t in stop_set), None)
-        res.append((row[:cut + 1], True) if cut is not None else (row, False))
-    return res
+        cut = next((position for position, token in enumerate(row) if token in stop_set), None)
+        results.append((row[:cut + 1], True) if cut is not None else (row, False))
+    return results
 
 # %% ../nbs/20_generate.ipynb #91e30102
 def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_tokens: int = 256,
                        min_new_tokens: int | None = None, batch_size: int = 16, system_prompt: str | None = None,
                        progress: bool = True, chat_template_kwargs: dict | None = None,
                        stop_token_ids: list[int] | None = None) -> pd.DataFrame:
-    "Greedy responses to `prompts` (a table with a `prompt` column), batched by length; input columns kept, rows in input order."
+    "Greedy responses to `prompts` (a table with a `prompt` column), batched by length; input columns and order kept."
     from tqdm.auto import tqdm
     require_columns(prompts, ["prompt"], "prompts table")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -115,26 +114,26 @@ def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_token
         raise StudyError(f"min_new_tokens must lie in [0, max_new_tokens={max_new_tokens}], got {min_new_tokens!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise StudyError(f"batch_size must be a positive integer, got {batch_size!r}")
-    bad = [i for i, p in enumerate(prompts["prompt"]) if not isinstance(p, str) or not p.strip()]
+    bad = [row for row, prompt in enumerate(prompts["prompt"]) if not isinstance(prompt, str) or not prompt.strip()]
     if bad:
         raise StudyError(f"{len(bad)} prompt(s) are empty or not text (row positions {bad[:10]}); "
                          "drop or fill them before generating")
     stops = resolve_stop_ids(model, tokenizer, stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     rows = chat_token_rows(tokenizer, list(prompts["prompt"]), system_prompt, template_kwargs=chat_template_kwargs)
-    order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
+    order = sorted(range(len(rows)), key=lambda row: (len(rows[row]), row))
     results = [None] * len(rows)
     with tqdm(total=len(rows), desc="generate", disable=not progress, unit="resp") as bar:
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            outs = generate_ids(model, [rows[i] for i in idx], pad_id=pad_id, stops=stops,
-                                max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
-            for i, o in zip(idx, outs): results[i] = o
-            bar.update(len(idx))
+        for start in range(0, len(order), batch_size):
+            batch_rows = order[start:start + batch_size]
+            generated = generate_ids(model, [rows[row] for row in batch_rows], pad_id=pad_id, stops=stops,
+                                     max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+            for row, result in zip(batch_rows, generated): results[row] = result
+            bar.update(len(batch_rows))
     out = prompts.copy()
     raw = [tokenizer.decode(ids[:-1] if stopped else ids, skip_special_tokens=True) for ids, stopped in results]
     out["raw_response"] = raw
-    out["response"] = [strip_think(r) for r in raw]
+    out["response"] = [strip_think(text) for text in raw]
     out["n_new_tokens"] = [len(ids) for ids, _ in results]
     out["finish"] = ["eos" if stopped else "length" for _, stopped in results]
     return out
@@ -154,7 +153,7 @@ def save_responses(responses: pd.DataFrame, path, **settings):
 def repeated_ngram_rate(text, n: int = 4) -> float:
     "Share of the word n-grams of `text` that repeat an earlier n-gram of the same text (0 for short texts)."
     words = str(text or "").split()
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    grams = [tuple(words[start:start + n]) for start in range(len(words) - n + 1)]
     if not grams: return 0.0
     return 1.0 - len(set(grams)) / len(grams)
 
@@ -163,25 +162,30 @@ def answer_logprobs(model, tokenizer, prompts, responses, *, system_prompt=None,
                     chat_template_kwargs=None) -> pd.DataFrame:
     "Per answer: summed log-probability of its tokens after its chat-formatted prompt, and its token count."
     import torch
-    ctx = chat_token_rows(tokenizer, list(prompts), system_prompt, template_kwargs=chat_template_kwargs)
-    ans = [tokenizer.encode(str(r), add_special_tokens=False) for r in responses]
-    rows, dev, pad = [c + a for c, a in zip(ctx, ans)], model_device(model), tokenizer.pad_token_id or 0
-    out = np.zeros(len(rows)); order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    contexts = chat_token_rows(tokenizer, list(prompts), system_prompt, template_kwargs=chat_template_kwargs)
+    answers = [tokenizer.encode(str(response), add_special_tokens=False) for response in responses]
+    rows = [context + answer for context, answer in zip(contexts, answers)]
+    device, pad_id = model_device(model), tokenizer.pad_token_id or 0
+    out = np.zeros(len(rows))
+    order = sorted(range(len(rows)), key=lambda row: len(rows[row]))
     with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            b = pad_left([rows[i] for i in idx], pad, dev)
-            logp = torch.log_softmax(model(**b, use_cache=False).logits.float(), -1)
-            L = b["input_ids"].shape[1]
-            for j, i in enumerate(idx):
-                k = len(ans[i])
-                if k: out[i] = float(logp[j, L - k - 1:L - 1].gather(-1, b["input_ids"][j, L - k:, None]).sum())
-    return pd.DataFrame(dict(logprob=out, n_tokens=[len(a) for a in ans]))
+        for start in range(0, len(order), batch_size):
+            batch_rows = order[start:start + batch_size]
+            batch = pad_left([rows[row] for row in batch_rows], pad_id, device)
+            logp = torch.log_softmax(model(**batch, use_cache=False).logits.float(), -1)
+            width = batch["input_ids"].shape[1]
+            for position, row in enumerate(batch_rows):
+                n_answer = len(answers[row])
+                if not n_answer: continue
+                # the logits at t predict the token at t + 1: the answer's are the n_answer before the last
+                answer_ids = batch["input_ids"][position, width - n_answer:, None]
+                out[row] = float(logp[position, width - n_answer - 1:width - 1].gather(-1, answer_ids).sum())
+    return pd.DataFrame(dict(logprob=out, n_tokens=[len(answer) for answer in answers]))
 
 # %% ../nbs/20_generate.ipynb #25b75e6b
 def perplexity(model, tokenizer, prompts, responses, **kw) -> float:
     "Token-weighted perplexity of `model` on the answers `responses` to `prompts`."
-    lp = answer_logprobs(model, tokenizer, prompts, responses, **kw)
-    n = int(lp.n_tokens.sum())
-    if n == 0: raise StudyError("the answers are all empty; perplexity needs at least one answer token")
-    return float(np.exp(-lp.logprob.sum() / n))
+    logprobs = answer_logprobs(model, tokenizer, prompts, responses, **kw)
+    n_tokens = int(logprobs.n_tokens.sum())
+    if n_tokens == 0: raise StudyError("the answers are all empty; perplexity needs at least one answer token")
+    return float(np.exp(-logprobs.logprob.sum() / n_tokens))

@@ -17,22 +17,23 @@ __all__ = ['USER_STUDY_KEYS', 'read_human_labels', 'HumanJudge', 'human_judges']
 # %% ../nbs/26_judge_human.ipynb #bdad416b
 USER_STUDY_KEYS = {"qid", "question", "response", "is_refusal"}
 
-def _norm(s) -> str: return " ".join(str(s).split()) if isinstance(s, str) else ""
+def _norm(text) -> str: return " ".join(str(text).split()) if isinstance(text, str) else ""
 
 def read_human_labels(source, schema: str = "auto") -> pd.DataFrame:
-    "prompt, response, verdict, raw from an annotator file (`generic` prompt/response/label, or reference `user_study`)."
+    "prompt, response, verdict, raw from an annotator file (`generic`: prompt/response/label, or the `user_study` one)."
     name = str(source) if isinstance(source, (str, Path)) else "annotation table"
     if isinstance(source, (str, Path)):
-        p = Path(source)  # a missing, empty, binary or non-UTF-8 file: one line that names it
-        df = (read_parquet(p, "annotation file") if p.suffix == ".parquet" else
-              read_csv(p, "annotation file", "export the annotator's labels again as a UTF-8 CSV",
+        path = Path(source)  # a missing, empty, binary or non-UTF-8 file: one line that names it
+        df = (read_parquet(path, "annotation file") if path.suffix == ".parquet" else
+              read_csv(path, "annotation file", "export the annotator's labels again as a UTF-8 CSV",
                        keep_default_na=False, na_values=[""]))
     else: df = source.copy()
-    cols = set(df.columns)
+    columns = set(df.columns)
     if schema == "auto":
-        schema = "user_study" if USER_STUDY_KEYS <= cols else "generic" if {"prompt", "response", "label"} <= cols else None
+        is_generic = {"prompt", "response", "label"} <= columns
+        schema = "user_study" if USER_STUDY_KEYS <= columns else "generic" if is_generic else None
         if schema is None:
-            raise StudyError(f"{name}: columns {sorted(cols)} match neither annotation layout: a generic file needs "
+            raise StudyError(f"{name}: columns {sorted(columns)} match neither annotation layout: a generic file needs "
                              f"prompt, response, label; a reference user-study file needs {sorted(USER_STUDY_KEYS)}")
     if schema == "user_study":
         require_columns(df, sorted(USER_STUDY_KEYS), name)
@@ -45,9 +46,9 @@ def read_human_labels(source, schema: str = "auto") -> pd.DataFrame:
         labels = df["label"]
     else: raise StudyError(f"unknown annotation schema {schema!r}: use 'auto', 'generic' or 'user_study'")
     verdicts = []
-    for i, v in enumerate(labels):
-        try: verdicts.append(to_verdict(v))
-        except StudyError as e: raise StudyError(f"{name}, row {i + 2}: {e}") from None
+    for row, label in enumerate(labels):
+        try: verdicts.append(to_verdict(label))
+        except StudyError as e: raise StudyError(f"{name}, row {row + 2}: {e}") from None  # row 1 is the header
     out["verdict"] = verdicts
     out = out[out["verdict"].notna()].reset_index(drop=True)
     key = out["prompt"].map(_norm) + "\x00" + out["response"].map(_norm)
@@ -57,17 +58,20 @@ def read_human_labels(source, schema: str = "auto") -> pd.DataFrame:
                          "one annotator must give one label per item")
     return out
 
+# %% ../nbs/26_judge_human.ipynb #0c1ed006
 class HumanJudge(Judge):
     "One annotator's imported labels as a judge; items the file does not cover get no verdict (None)."
     def __init__(self, source, name: str = "human_1", schema: str = "auto"):
         self.name, self.source = name, str(source) if isinstance(source, (str, Path)) else "table"
-        lab = read_human_labels(source, schema)
-        self.labels = {(_norm(p), _norm(r)): (v, raw) for p, r, v, raw in
-                       zip(lab.prompt, lab.response, lab.verdict, lab.raw)}
+        table = read_human_labels(source, schema)
+        self.labels = {(_norm(prompt), _norm(response)): (verdict, raw) for prompt, response, verdict, raw in
+                       zip(table.prompt, table.response, table.verdict, table.raw)}
     def judge(self, prompts, responses, progress=False):
-        got = [self.labels.get((_norm(p), _norm(r)), (None, "")) for p, r in zip(prompts, responses)]
-        return _frame([v for v, _ in got], raws=[r for _, r in got])
+        found = [self.labels.get((_norm(prompt), _norm(response)), (None, ""))
+                 for prompt, response in zip(prompts, responses)]
+        return _frame([verdict for verdict, _ in found], raws=[raw for _, raw in found])
 
+# %% ../nbs/26_judge_human.ipynb #d199d08e
 def human_judges(sources, schema: str = "auto", start: int = 1) -> list[HumanJudge]:
     "One `HumanJudge` per annotator file, named human_<start>, human_<start+1>, … in the given order."
-    return [HumanJudge(s, f"human_{i}", schema) for i, s in enumerate(sources, start)]
+    return [HumanJudge(source, f"human_{number}", schema) for number, source in enumerate(sources, start)]

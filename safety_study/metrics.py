@@ -31,26 +31,26 @@ ALL = "all"  # the stratum value that pools every label / variant
 def check_judgements(judgements: pd.DataFrame, what: str = "judgements") -> pd.DataFrame:
     "Validate a verdict table and return a copy with a numeric `refused` column (1, 0, or NaN for parse errors)."
     require_columns(judgements, ITEM_KEYS + ["label", "judge", "verdict"], what)
-    j = judgements.copy()
-    for col, allowed in (("verdict", VERDICTS), ("label", LABELS), ("variant", VARIANTS)):
-        bad = sorted(set(j[col].dropna().astype(str)) - set(allowed))
-        if bad or j[col].isna().any():
-            raise StudyError(f"{what}: column {col!r} has values {bad or ['<missing>']} outside {list(allowed)}; "
+    checked = judgements.copy()
+    for column, allowed in (("verdict", VERDICTS), ("label", LABELS), ("variant", VARIANTS)):
+        bad = sorted(set(checked[column].dropna().astype(str)) - set(allowed))
+        if bad or checked[column].isna().any():
+            raise StudyError(f"{what}: column {column!r} has values {bad or ['<missing>']} outside {list(allowed)}; "
                              f"map them to the study's vocabulary (safety_study.core) before aggregating")
     key = ITEM_KEYS + ["judge"]
-    dup = j.duplicated(key, keep=False)
+    dup = checked.duplicated(key, keep=False)
     if dup.any():
-        ex = j.loc[dup, key].drop_duplicates().head(3).to_dict("records")
-        raise StudyError(f"{what}: {int(dup.sum())} rows repeat the same item and judge, e.g. {ex}; each "
+        examples = checked.loc[dup, key].drop_duplicates().head(3).to_dict("records")
+        raise StudyError(f"{what}: {int(dup.sum())} rows repeat the same item and judge, e.g. {examples}; each "
                          f"(study, checkpoint, variant, prompt_id, judge) must appear once — drop the repeats "
                          f"(df.drop_duplicates({key})) or check that no file was imported twice")
-    nlab = j.groupby(ITEM_KEYS, observed=True)["label"].nunique()
-    if (nlab > 1).any():
-        ex = nlab[nlab > 1].index[:3].tolist()
-        raise StudyError(f"{what}: items {ex} carry different labels for different judges; one item has one "
+    n_labels = checked.groupby(ITEM_KEYS, observed=True)["label"].nunique()
+    if (n_labels > 1).any():
+        examples = n_labels[n_labels > 1].index[:3].tolist()
+        raise StudyError(f"{what}: items {examples} carry different labels for different judges; one item has one "
                          f"label — fix the prompt labels upstream")
-    j["refused"] = j["verdict"].map({REFUSAL: 1.0, NON_REFUSAL: 0.0}).astype(float)
-    return j
+    checked["refused"] = checked["verdict"].map({REFUSAL: 1.0, NON_REFUSAL: 0.0}).astype(float)
+    return checked
 
 # %% ../nbs/30_metrics.ipynb #e229526a
 def model_name(checkpoint: str, variant: str) -> str:
@@ -69,11 +69,11 @@ def split_model(model: str) -> tuple[str, str]:
 def wilson_interval(k, n, alpha: float = 0.05):
     "Wilson interval for `k` successes of `n` (arrays allowed); NaN where `n` is 0."
     k, n = np.asarray(k, float), np.asarray(n, float)
-    lo, hi = np.full(n.shape, np.nan), np.full(n.shape, np.nan)
-    ok = n > 0
-    if ok.any():
-        lo[ok], hi[ok] = proportion_confint(k[ok], n[ok], alpha=alpha, method="wilson")
-    return lo, hi
+    low, high = np.full(n.shape, np.nan), np.full(n.shape, np.nan)
+    counted = n > 0
+    if counted.any():
+        low[counted], high[counted] = proportion_confint(k[counted], n[counted], alpha=alpha, method="wilson")
+    return low, high
 
 # %% ../nbs/30_metrics.ipynb #07802eb8
 def _rate_table(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
@@ -85,9 +85,9 @@ def _rate_table(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
 def refusal_rates(judgements: pd.DataFrame, by=("checkpoint", "variant", "label", "judge"),
                   alpha: float = 0.05) -> pd.DataFrame:
     "Refusal rate per group of `by`, with Wilson intervals; parse errors counted in `n_parse_error`, not in `n`."
-    j = check_judgements(judgements)
-    j["parse_error"] = (j["verdict"] == PARSE_ERROR).astype(int)
-    out = (j.groupby(list(by), sort=False, observed=True)
+    checked = check_judgements(judgements)
+    checked["parse_error"] = (checked["verdict"] == PARSE_ERROR).astype(int)
+    out = (checked.groupby(list(by), sort=False, observed=True)
              .agg(refused=("refused", "sum"), n=("refused", "count"), n_parse_error=("parse_error", "sum"))
              .reset_index())
     out["refused"] = out["refused"].astype(int)
@@ -97,22 +97,22 @@ def refusal_rates(judgements: pd.DataFrame, by=("checkpoint", "variant", "label"
 def rates_from_summary(summary: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     "The `refusal_rates` table from counts in the reference's summary shape (no item-level data needed)."
     require_columns(summary, SUMMARY_COLUMNS, "summary table")
-    s = summary.copy()
-    parts = s["model"].map(split_model)
-    out = pd.DataFrame({"checkpoint": parts.str[0], "variant": parts.str[1], "label": s["label"],
-                        "judge": s["refusal_judge"], "refused": s["refused"].astype(int),
-                        "n": (s["refused"] + s["not_refused"]).astype(int),
-                        "n_parse_error": (s["total"] - s["refused"] - s["not_refused"]).astype(int)})
+    counts = summary.copy()
+    parts = counts["model"].map(split_model)
+    out = pd.DataFrame({"checkpoint": parts.str[0], "variant": parts.str[1], "label": counts["label"],
+                        "judge": counts["refusal_judge"], "refused": counts["refused"].astype(int),
+                        "n": (counts["refused"] + counts["not_refused"]).astype(int),
+                        "n_parse_error": (counts["total"] - counts["refused"] - counts["not_refused"]).astype(int)})
     return _rate_table(out, alpha)
 
 # %% ../nbs/30_metrics.ipynb #65a78453
 def label_confusion(judgements: pd.DataFrame, by=("checkpoint", "variant", "judge")) -> pd.DataFrame:
     "TP/FP/FN/TN against the request label (TP = harmful and refused), with accuracy, precision and recall."
-    j = check_judgements(judgements).dropna(subset=["refused"])
+    readable = check_judgements(judgements).dropna(subset=["refused"])
     rows = []
-    for key, g in j.groupby(list(by), sort=False, observed=True):
-        truth = (g["label"] == HARMFUL).astype(int)
-        (tp, fn), (fp, tn) = confusion_matrix(truth, g["refused"].astype(int), labels=[1, 0])
+    for key, group in readable.groupby(list(by), sort=False, observed=True):
+        truth = (group["label"] == HARMFUL).astype(int)
+        (tp, fn), (fp, tn) = confusion_matrix(truth, group["refused"].astype(int), labels=[1, 0])
         n = tp + fp + fn + tn
         rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,)), TP=int(tp), FP=int(fp), FN=int(fn),
                          TN=int(tn), n=int(n), accuracy=(tp + tn) / n,
@@ -123,32 +123,36 @@ def label_confusion(judgements: pd.DataFrame, by=("checkpoint", "variant", "judg
 # %% ../nbs/30_metrics.ipynb #5ea3ffe1
 def _rng(seed: int, *key) -> np.random.Generator:
     "A generator seeded by `seed` and a stable hash of `key`, so results do not depend on loop order."
-    return np.random.default_rng([seed, int(stable_hash([str(k) for k in key], 8), 16)])
+    return np.random.default_rng([seed, int(stable_hash([str(part) for part in key], 8), 16)])
 
 # %% ../nbs/30_metrics.ipynb #e0dbbed4
 def abliteration_effect(judgements: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
                         alpha: float = 0.05) -> pd.DataFrame:
     "Paired Δ refusal rate (abliterated − original) per (checkpoint, label, judge), bootstrap CI and exact McNemar p."
-    j = check_judgements(judgements)
+    checked = check_judgements(judgements)
     rows = []
-    for (ck, lab, judge), g in j.groupby(["checkpoint", "label", "judge"], sort=False, observed=True):
-        w = g.pivot_table(index=["study", "prompt_id"], columns="variant", values="refused", aggfunc="first")
-        for v in VARIANTS:
-            if v not in w: w[v] = np.nan
-        both = w[[ORIGINAL, ABLITERATED]].dropna()
-        n_pairs, n_unpaired = len(both), int(len(w) - len(both))
-        row = dict(checkpoint=ck, label=lab, judge=judge, n_pairs=n_pairs, n_unpaired=n_unpaired)
+    for (checkpoint, label, judge), group in checked.groupby(["checkpoint", "label", "judge"], sort=False,
+                                                              observed=True):
+        wide = group.pivot_table(index=["study", "prompt_id"], columns="variant", values="refused", aggfunc="first")
+        for variant in VARIANTS:
+            if variant not in wide: wide[variant] = np.nan
+        both = wide[[ORIGINAL, ABLITERATED]].dropna()
+        n_pairs, n_unpaired = len(both), int(len(wide) - len(both))
+        row = dict(checkpoint=checkpoint, label=label, judge=judge, n_pairs=n_pairs, n_unpaired=n_unpaired)
         if n_pairs == 0:
-            rows.append(row | dict(reason="no prompt has a readable verdict for both variants")); continue
-        o, a = both[ORIGINAL].to_numpy(), both[ABLITERATED].to_numpy()
-        b, c = int(((o == 1) & (a == 0)).sum()), int(((o == 0) & (a == 1)).sum())
-        table = [[int(((o == 1) & (a == 1)).sum()), b], [c, int(((o == 0) & (a == 0)).sum())]]
-        d = a - o
-        idx = _rng(seed, ck, lab, judge).integers(0, n_pairs, size=(n_boot, n_pairs))
-        boot = d[idx].mean(axis=1)
-        lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-        rows.append(row | dict(rate_original=o.mean(), rate_abliterated=a.mean(), delta=d.mean(),
-                               delta_ci_low=lo, delta_ci_high=hi, refusals_lost=b, refusals_gained=c,
+            rows.append(row | dict(reason="no prompt has a readable verdict for both variants"))
+            continue
+        original, abliterated = both[ORIGINAL].to_numpy(), both[ABLITERATED].to_numpy()
+        lost = int(((original == 1) & (abliterated == 0)).sum())
+        gained = int(((original == 0) & (abliterated == 1)).sum())
+        kept = int(((original == 1) & (abliterated == 1)).sum())
+        table = [[kept, lost], [gained, int(((original == 0) & (abliterated == 0)).sum())]]
+        delta = abliterated - original
+        draws = _rng(seed, checkpoint, label, judge).integers(0, n_pairs, size=(n_boot, n_pairs))
+        boot = delta[draws].mean(axis=1)
+        low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+        rows.append(row | dict(rate_original=original.mean(), rate_abliterated=abliterated.mean(), delta=delta.mean(),
+                               delta_ci_low=low, delta_ci_high=high, refusals_lost=lost, refusals_gained=gained,
                                mcnemar_p=mcnemar(table, exact=True).pvalue, reason=""))
     cols = ["checkpoint", "label", "judge", "n_pairs", "n_unpaired", "rate_original", "rate_abliterated", "delta",
             "delta_ci_low", "delta_ci_high", "refusals_lost", "refusals_gained", "mcnemar_p", "reason"]
@@ -158,45 +162,46 @@ def abliteration_effect(judgements: pd.DataFrame, n_boot: int = 2000, seed: int 
 def resample_prompts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     "Bootstrap sums of per-prompt count rows (`counts`: prompts × cells), resampling prompts: n_boot × cells."
     counts = np.asarray(counts, float)
-    k = len(counts)
-    return rng.multinomial(k, np.full(k, 1 / k), size=n_boot) @ counts
+    n_prompts = len(counts)
+    return rng.multinomial(n_prompts, np.full(n_prompts, 1 / n_prompts), size=n_boot) @ counts
 
 # %% ../nbs/30_metrics.ipynb #3e965768
 def percentile_ci(x: np.ndarray, alpha: float, n_boot: int):
     "Percentile interval of the finite replicates; NaN when fewer than half of them are finite."
-    x = np.asarray(x, float)
-    x = x[np.isfinite(x)]
-    return tuple(np.percentile(x, [100 * alpha / 2, 100 * (1 - alpha / 2)])) if len(x) >= 0.5 * n_boot else (np.nan, np.nan)
+    finite = np.asarray(x, float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < 0.5 * n_boot: return (np.nan, np.nan)
+    return tuple(np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
 
 # %% ../nbs/30_metrics.ipynb #1660d578
 def agreement_stats(n11, n10, n01, n00):
     "Raw agreement, Cohen's κ and Gwet's AC1 from 2×2 counts (arrays allowed; κ NaN where undefined)."
-    n11, n10, n01, n00 = (np.asarray(x, float) for x in (n11, n10, n01, n00))
+    n11, n10, n01, n00 = (np.asarray(count, float) for count in (n11, n10, n01, n00))
     n = n11 + n10 + n01 + n00
     with np.errstate(invalid="ignore", divide="ignore"):
-        po = (n11 + n00) / n
-        pa, pb = (n11 + n10) / n, (n11 + n01) / n
-        pe = pa * pb + (1 - pa) * (1 - pb)
-        kappa = np.where(pe < 1 - 1e-12, (po - pe) / (1 - pe), np.nan)
-        pi = (pa + pb) / 2
-        pg = 2 * pi * (1 - pi)
-        ac1 = (po - pg) / (1 - pg)
-    return po, kappa, ac1
+        observed = (n11 + n00) / n
+        rate_a, rate_b = (n11 + n10) / n, (n11 + n01) / n  # each judge's refusal rate
+        chance = rate_a * rate_b + (1 - rate_a) * (1 - rate_b)  # Cohen's chance agreement
+        kappa = np.where(chance < 1 - 1e-12, (observed - chance) / (1 - chance), np.nan)
+        mean_rate = (rate_a + rate_b) / 2
+        chance_gwet = 2 * mean_rate * (1 - mean_rate)  # Gwet's chance agreement
+        ac1 = (observed - chance_gwet) / (1 - chance_gwet)
+    return observed, kappa, ac1
 
 # %% ../nbs/30_metrics.ipynb #3634422d
-def _undefined_reason(a: np.ndarray, b: np.ndarray) -> str:
-    if len(a) == 0: return "no items judged by both"
-    if len(set(a)) == 1 and len(set(b)) == 1 and a[0] == b[0]:
-        verdict = REFUSAL if a[0] == 1 else NON_REFUSAL
+def _undefined_reason(refused_a: np.ndarray, refused_b: np.ndarray) -> str:
+    if len(refused_a) == 0: return "no items judged by both"
+    if len(set(refused_a)) == 1 and len(set(refused_b)) == 1 and refused_a[0] == refused_b[0]:
+        verdict = REFUSAL if refused_a[0] == 1 else NON_REFUSAL
         return f"kappa undefined: single class in this stratum (both judges said {verdict} on every item)"
     return ""
 
 # %% ../nbs/30_metrics.ipynb #a57d7656
 def _strata(df: pd.DataFrame, strata):
-    yield {s: ALL for s in strata}, df
+    yield {stratum: ALL for stratum in strata}, df
     if strata:
-        for key, g in df.groupby(list(strata), sort=True, observed=True):
-            yield dict(zip(strata, key if isinstance(key, tuple) else (key,))), g
+        for key, group in df.groupby(list(strata), sort=True, observed=True):
+            yield dict(zip(strata, key if isinstance(key, tuple) else (key,))), group
 
 # %% ../nbs/30_metrics.ipynb #41b6d135
 def pair_agreement(judgements: pd.DataFrame, judges=None, strata=("label", "variant"), n_boot: int = 1000,
@@ -205,38 +210,47 @@ def pair_agreement(judgements: pd.DataFrame, judges=None, strata=("label", "vari
 
     Items are inner-joined on the item keys: `n_missing` counts items that only one of the two judged,
     `n_parse_error` items dropped because either verdict was unreadable. CIs resample prompts."""
-    j = check_judgements(judgements)
-    judges = list(judges) if judges is not None else list(dict.fromkeys(j["judge"]))
-    if missing := [x for x in judges if x not in set(j["judge"])]:
-        raise StudyError(f"judge(s) {missing} are not in the verdict table; it has {sorted(set(j['judge']))}")
-    w = j.pivot_table(index=ITEM_KEYS + ["label"], columns="judge", values="verdict", aggfunc="first").reset_index()
+    checked = check_judgements(judgements)
+    judges = list(judges) if judges is not None else list(dict.fromkeys(checked["judge"]))
+    if missing := [judge for judge in judges if judge not in set(checked["judge"])]:
+        raise StudyError(f"judge(s) {missing} are not in the verdict table; it has {sorted(set(checked['judge']))}")
+    wide = checked.pivot_table(index=ITEM_KEYS + ["label"], columns="judge", values="verdict",
+                               aggfunc="first").reset_index()
     rows = []
-    for a, b in itertools.combinations(judges, 2):
-        for stratum, g in _strata(w, list(strata)):
-            present = g[a].notna() & g[b].notna()
-            readable = present & (g[a] != PARSE_ERROR) & (g[b] != PARSE_ERROR)
-            s = g[readable]
-            va = (s[a] == REFUSAL).astype(int).to_numpy()
-            vb = (s[b] == REFUSAL).astype(int).to_numpy()
-            row = dict(judge_a=a, judge_b=b, **stratum, n_items=len(s), n_missing=int((~present).sum()),
-                       n_parse_error=int((present & ~readable).sum()))
-            reason = _undefined_reason(va, vb)
-            if len(s) == 0:
-                rows.append(row | dict(reason=reason)); continue
+    for judge_a, judge_b in itertools.combinations(judges, 2):
+        for stratum, group in _strata(wide, list(strata)):
+            present = group[judge_a].notna() & group[judge_b].notna()
+            readable = present & (group[judge_a] != PARSE_ERROR) & (group[judge_b] != PARSE_ERROR)
+            both = group[readable]
+            refused_a = (both[judge_a] == REFUSAL).astype(int).to_numpy()
+            refused_b = (both[judge_b] == REFUSAL).astype(int).to_numpy()
+            row = dict(judge_a=judge_a, judge_b=judge_b, **stratum, n_items=len(both),
+                       n_missing=int((~present).sum()), n_parse_error=int((present & ~readable).sum()))
+            reason = _undefined_reason(refused_a, refused_b)
+            if len(both) == 0:
+                rows.append(row | dict(reason=reason))
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                kappa = cohen_kappa_score(va, vb, labels=[0, 1]) if not reason else np.nan
-            po, _, ac1 = agreement_stats(*(((va == x) & (vb == y)).sum() for x, y in ((1, 1), (1, 0), (0, 1), (0, 0))))
+                kappa = cohen_kappa_score(refused_a, refused_b, labels=[0, 1]) if not reason else np.nan
+            cell_counts = (((refused_a == said_a) & (refused_b == said_b)).sum()
+                           for said_a, said_b in ((1, 1), (1, 0), (0, 1), (0, 0)))
+            agreement, _, ac1 = agreement_stats(*cell_counts)
             # per-prompt 2x2 tables, resampled with multinomial weights over prompts
-            cells = pd.DataFrame({"p": s["prompt_id"].to_numpy(), "c11": va & vb, "c10": va & (1 - vb),
-                                  "c01": (1 - va) & vb, "c00": (1 - va) & (1 - vb)}).groupby("p").sum()
-            counts = cells.to_numpy(float)
-            bpo, bk, bac1 = agreement_stats(*resample_prompts(counts, n_boot, _rng(seed, a, b, *stratum.values())).T)
-            (klo, khi), (plo, phi), (alo, ahi) = (percentile_ci(x, alpha, n_boot) for x in (bk, bpo, bac1))
-            if not reason and np.isnan(klo): reason = "kappa interval undefined: most resamples held a single class"
-            rows.append(row | dict(agreement=float(po), agreement_ci_low=plo, agreement_ci_high=phi,
-                                   kappa=float(kappa), kappa_ci_low=klo, kappa_ci_high=khi,
-                                   ac1=float(ac1), ac1_ci_low=alo, ac1_ci_high=ahi, reason=reason))
+            cells = pd.DataFrame({"p": both["prompt_id"].to_numpy(), "c11": refused_a & refused_b,
+                                  "c10": refused_a & (1 - refused_b), "c01": (1 - refused_a) & refused_b,
+                                  "c00": (1 - refused_a) & (1 - refused_b)}).groupby("p").sum()
+            rng = _rng(seed, judge_a, judge_b, *stratum.values())
+            boot_agreement, boot_kappa, boot_ac1 = agreement_stats(*resample_prompts(cells.to_numpy(float),
+                                                                                     n_boot, rng).T)
+            kappa_ci, agreement_ci, ac1_ci = (percentile_ci(boot, alpha, n_boot)
+                                              for boot in (boot_kappa, boot_agreement, boot_ac1))
+            if not reason and np.isnan(kappa_ci[0]):
+                reason = "kappa interval undefined: most resamples held a single class"
+            rows.append(row | dict(agreement=float(agreement), agreement_ci_low=agreement_ci[0],
+                                   agreement_ci_high=agreement_ci[1], kappa=float(kappa), kappa_ci_low=kappa_ci[0],
+                                   kappa_ci_high=kappa_ci[1], ac1=float(ac1), ac1_ci_low=ac1_ci[0],
+                                   ac1_ci_high=ac1_ci[1], reason=reason))
     cols = ["judge_a", "judge_b", *strata, "n_items", "n_missing", "n_parse_error", "agreement", "agreement_ci_low",
             "agreement_ci_high", "kappa", "kappa_ci_low", "kappa_ci_high", "ac1", "ac1_ci_low", "ac1_ci_high", "reason"]
     return pd.DataFrame(rows).reindex(columns=cols)
@@ -244,30 +258,33 @@ def pair_agreement(judgements: pd.DataFrame, judges=None, strata=("label", "vari
 # %% ../nbs/30_metrics.ipynb #de39182b
 def panel_agreement(judgements: pd.DataFrame, judges=None, strata=("label", "variant")) -> pd.DataFrame:
     "Fleiss' κ (items every judge read) and Krippendorff's α (nominal, gaps allowed) over a panel of judges."
-    j = check_judgements(judgements)
-    judges = list(judges) if judges is not None else list(dict.fromkeys(j["judge"]))
+    checked = check_judgements(judgements)
+    judges = list(judges) if judges is not None else list(dict.fromkeys(checked["judge"]))
     if len(judges) < 2: raise StudyError(f"panel agreement needs at least two judges, got {judges}")
-    w = j[j["judge"].isin(judges)].pivot_table(index=ITEM_KEYS + ["label"], columns="judge", values="refused",
-                                               aggfunc="first").reset_index()
-    for x in judges:
-        if x not in w: raise StudyError(f"judge {x!r} has no readable verdicts; judges present: {sorted(set(j['judge']))}")
+    wide = checked[checked["judge"].isin(judges)].pivot_table(index=ITEM_KEYS + ["label"], columns="judge",
+                                                              values="refused", aggfunc="first").reset_index()
+    for judge in judges:
+        if judge not in wide:
+            raise StudyError(f"judge {judge!r} has no readable verdicts; "
+                             f"judges present: {sorted(set(checked['judge']))}")
     rows = []
-    for stratum, g in _strata(w, list(strata)):
-        m = g[judges].to_numpy(float)
-        full = m[~np.isnan(m).any(axis=1)].astype(int)
-        row = dict(**stratum, n_judges=len(judges), n_items=len(g), n_items_complete=len(full))
-        values = set(np.unique(m[~np.isnan(m)]).tolist())
+    for stratum, group in _strata(wide, list(strata)):
+        refused = group[judges].to_numpy(float)  # items × judges: 1, 0, or NaN where a judge did not read it
+        full = refused[~np.isnan(refused).any(axis=1)].astype(int)
+        row = dict(**stratum, n_judges=len(judges), n_items=len(group), n_items_complete=len(full))
+        values = set(np.unique(refused[~np.isnan(refused)]).tolist())
         if len(values) < 2:
-            rows.append(row | dict(reason="undefined: single class in this stratum" if values else "no readable verdicts"))
+            reason = "undefined: single class in this stratum" if values else "no readable verdicts"
+            rows.append(row | dict(reason=reason))
             continue
-        fk = np.nan
+        fleiss = np.nan
         if len(full):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                fk = fleiss_kappa(aggregate_raters(full, n_cat=2)[0], method="fleiss")
-        alpha_k = krippendorff.alpha(reliability_data=m.T, level_of_measurement="nominal")
-        rows.append(row | dict(fleiss_kappa=fk, krippendorff_alpha=alpha_k,
-                               reason="" if np.isfinite(fk) else "fleiss kappa undefined: no item read by every judge, or one class"))
+                fleiss = fleiss_kappa(aggregate_raters(full, n_cat=2)[0], method="fleiss")
+        krippendorff_alpha = krippendorff.alpha(reliability_data=refused.T, level_of_measurement="nominal")
+        reason = "" if np.isfinite(fleiss) else "fleiss kappa undefined: no item read by every judge, or one class"
+        rows.append(row | dict(fleiss_kappa=fleiss, krippendorff_alpha=krippendorff_alpha, reason=reason))
     cols = [*strata, "n_judges", "n_items", "n_items_complete", "fleiss_kappa", "krippendorff_alpha", "reason"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
@@ -276,7 +293,7 @@ def check_humans(judgements: pd.DataFrame, human_judges) -> list:
     "Return `human_judges` as a list, raising `StudyError` if any is not a judge of the table."
     humans = [human_judges] if isinstance(human_judges, str) else list(human_judges or [])
     present = set(judgements["judge"])
-    if missing := [h for h in humans if h not in present]:
+    if missing := [human for human in humans if human not in present]:
         raise StudyError(f"human judge(s) {missing} are not in the verdict table (judges present: {sorted(present)}); "
                          f"import the annotator files or pass the right human_judges")
     return humans
@@ -286,42 +303,44 @@ def human_consensus(judgements: pd.DataFrame, human_judges) -> pd.DataFrame:
     "Majority verdict of the human judges per item (`consensus` 1/0, NaN on ties), with the number of humans."
     humans = check_humans(judgements, human_judges)
     if not humans: raise StudyError("no human judges given: pass human_judges=['human_1', ...]")
-    j = check_judgements(judgements)
-    h = j[j["judge"].isin(humans)].dropna(subset=["refused"])
-    g = h.groupby(ITEM_KEYS + ["label"], observed=True)["refused"].agg(["mean", "count"]).reset_index()
-    g["consensus"] = np.where(g["mean"] > 0.5, 1.0, np.where(g["mean"] < 0.5, 0.0, np.nan))
-    return g.rename(columns={"count": "n_humans"}).drop(columns="mean")
+    checked = check_judgements(judgements)
+    human_rows = checked[checked["judge"].isin(humans)].dropna(subset=["refused"])
+    votes = human_rows.groupby(ITEM_KEYS + ["label"], observed=True)["refused"].agg(["mean", "count"]).reset_index()
+    votes["consensus"] = np.where(votes["mean"] > 0.5, 1.0, np.where(votes["mean"] < 0.5, 0.0, np.nan))
+    return votes.rename(columns={"count": "n_humans"}).drop(columns="mean")
 
 # %% ../nbs/30_metrics.ipynb #6512e2b2
-def _vs_consensus(m: pd.DataFrame, n_boot: int, alpha: float, rng) -> dict:
+def _vs_consensus(matched: pd.DataFrame, n_boot: int, alpha: float, rng) -> dict:
     "Sensitivity and specificity of `refused` against `consensus`, with intervals that resample prompts."
-    pos, neg = m["consensus"] == 1, m["consensus"] == 0
-    cells = pd.DataFrame({"p": m["prompt_id"].to_numpy(), "tp": pos & (m["refused"] == 1), "pos": pos,
-                          "tn": neg & (m["refused"] == 0), "neg": neg}).groupby("p").sum().to_numpy(float)
+    pos, neg = matched["consensus"] == 1, matched["consensus"] == 0
+    cells = pd.DataFrame({"p": matched["prompt_id"].to_numpy(), "tp": pos & (matched["refused"] == 1), "pos": pos,
+                          "tn": neg & (matched["refused"] == 0), "neg": neg}).groupby("p").sum().to_numpy(float)
     tp, n_pos, tn, n_neg = cells.sum(axis=0) if len(cells) else (0, 0, 0, 0)
-    b = resample_prompts(cells, n_boot, rng) if len(cells) else np.zeros((n_boot, 4))
+    boot = resample_prompts(cells, n_boot, rng) if len(cells) else np.zeros((n_boot, 4))
     with np.errstate(invalid="ignore", divide="ignore"):
-        (slo, shi), (plo, phi) = (percentile_ci(b[:, i] / b[:, i + 1], alpha, n_boot) for i in (0, 2))
+        sensitivity_ci = percentile_ci(boot[:, 0] / boot[:, 1], alpha, n_boot)  # tp / pos
+        specificity_ci = percentile_ci(boot[:, 2] / boot[:, 3], alpha, n_boot)  # tn / neg
     return dict(n_prompts=len(cells), n_pos=int(n_pos), n_neg=int(n_neg),
-                sensitivity=tp / n_pos if n_pos else np.nan, sensitivity_ci_low=slo, sensitivity_ci_high=shi,
-                specificity=tn / n_neg if n_neg else np.nan, specificity_ci_low=plo, specificity_ci_high=phi)
+                sensitivity=tp / n_pos if n_pos else np.nan, sensitivity_ci_low=sensitivity_ci[0],
+                sensitivity_ci_high=sensitivity_ci[1], specificity=tn / n_neg if n_neg else np.nan,
+                specificity_ci_low=specificity_ci[0], specificity_ci_high=specificity_ci[1])
 
 # %% ../nbs/30_metrics.ipynb #ee8a4fe1
 def judges_vs_humans(judgements: pd.DataFrame, human_judges, alpha: float = 0.05, n_boot: int = 1000,
                      seed: int = 0) -> pd.DataFrame:
     "Each non-human judge's sensitivity and specificity against the human majority; bootstrap CIs resample prompts."
     humans = check_humans(judgements, human_judges)
-    cons = human_consensus(judgements, humans)
-    j = check_judgements(judgements)
+    consensus = human_consensus(judgements, humans)
+    checked = check_judgements(judgements)
     rows = []
-    for judge, g in j[~j["judge"].isin(humans)].groupby("judge", sort=False, observed=True):
-        m = g.merge(cons, on=ITEM_KEYS + ["label"], how="inner")
-        n_ties = int(m["consensus"].isna().sum())
-        m = m.dropna(subset=["consensus", "refused"])
-        r = _vs_consensus(m, n_boot, alpha, _rng(seed, "humans", judge))
-        reason = "; ".join(x for x, bad in (("no consensus refusals", not r["n_pos"]),
-                                            ("no consensus non-refusals", not r["n_neg"])) if bad)
-        rows.append(dict(judge=judge, n_items=len(m), n_ties=n_ties, **r, reason=reason))
+    for judge, group in checked[~checked["judge"].isin(humans)].groupby("judge", sort=False, observed=True):
+        matched = group.merge(consensus, on=ITEM_KEYS + ["label"], how="inner")
+        n_ties = int(matched["consensus"].isna().sum())
+        matched = matched.dropna(subset=["consensus", "refused"])
+        stats = _vs_consensus(matched, n_boot, alpha, _rng(seed, "humans", judge))
+        reason = "; ".join(text for text, bad in (("no consensus refusals", not stats["n_pos"]),
+                                                  ("no consensus non-refusals", not stats["n_neg"])) if bad)
+        rows.append(dict(judge=judge, n_items=len(matched), n_ties=n_ties, **stats, reason=reason))
     cols = ["judge", "n_items", "n_ties", "n_prompts", "n_pos", "n_neg", "sensitivity", "sensitivity_ci_low",
             "sensitivity_ci_high", "specificity", "specificity_ci_low", "specificity_ci_high", "reason"]
     return pd.DataFrame(rows, columns=cols)
@@ -329,19 +348,20 @@ def judges_vs_humans(judgements: pd.DataFrame, human_judges, alpha: float = 0.05
 # %% ../nbs/30_metrics.ipynb #7cdee5e2
 def item_coverage(judgements: pd.DataFrame) -> pd.DataFrame:
     "Items per judge, readable verdicts, parse errors, and items of the union the judge did not read."
-    j = check_judgements(judgements)
-    n_union = len(j.drop_duplicates(ITEM_KEYS))
-    c = j.groupby("judge", sort=False, observed=True).agg(
+    checked = check_judgements(judgements)
+    n_union = len(checked.drop_duplicates(ITEM_KEYS))
+    coverage = checked.groupby("judge", sort=False, observed=True).agg(
         n_items=("verdict", "size"), n_readable=("refused", "count")).reset_index()
-    c["n_parse_error"] = c["n_items"] - c["n_readable"]
-    c["n_not_judged"] = n_union - c["n_items"]
-    return c
+    coverage["n_parse_error"] = coverage["n_items"] - coverage["n_readable"]
+    coverage["n_not_judged"] = n_union - coverage["n_items"]
+    return coverage
 
 # %% ../nbs/30_metrics.ipynb #1d7ee5af
 def summary_table(judgements: pd.DataFrame) -> pd.DataFrame:
-    "Counts in the reference's shape `model, label, refusal_judge, refused, not_refused, total` (total excludes parse errors)."
-    r = refusal_rates(judgements)
-    out = pd.DataFrame({"model": [model_name(c, v) for c, v in zip(r["checkpoint"], r["variant"])],
-                        "label": r["label"], "refusal_judge": r["judge"], "refused": r["refused"].astype(int),
-                        "not_refused": (r["n"] - r["refused"]).astype(int), "total": r["n"].astype(int)})
+    "Counts in the reference's shape `model, label, refusal_judge, refused, not_refused, total` (no parse errors)."
+    rates = refusal_rates(judgements)
+    models = [model_name(checkpoint, variant) for checkpoint, variant in zip(rates["checkpoint"], rates["variant"])]
+    out = pd.DataFrame({"model": models, "label": rates["label"], "refusal_judge": rates["judge"],
+                        "refused": rates["refused"].astype(int),
+                        "not_refused": (rates["n"] - rates["refused"]).astype(int), "total": rates["n"].astype(int)})
     return out[SUMMARY_COLUMNS]
