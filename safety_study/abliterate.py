@@ -14,12 +14,13 @@ from .core import StudyError, file_sha256, manifest, one_line, read_json, readin
 from .arch import get_arch
 from .edits import (EditSpec, LEFTOVER_TOL, ablation_hooks, abliterate_model, edit_plan, edit_row, is_exact,
                                   orthogonalize_, rounding_bound, unit_direction)
-from .models import WEIGHTS_REMEDY, chat_inputs, load_causal_lm, model_device, model_path, safetensors_header
+from .models import (WEIGHTS_REMEDY, chat_inputs, load_causal_lm, load_model_config, model_device, model_path,
+                                 safetensors_header)
 
 # %% auto #0
-__all__ = ['ST_DTYPES', 'check_equivalence', 'residual_check', 'source_info', 'atomic_dir', 'save_abliterated',
-           'load_abliterated', 'checkpoint_shards', 'local_checkpoint', 'abliterate_checkpoint', 'edit_spec_from_args',
-           'cached_directions', 'choose_direction', 'run_abliterate', 'add_cli']
+__all__ = ['ST_DTYPES', 'COMMAND_ARGS', 'check_equivalence', 'residual_check', 'source_info', 'atomic_dir', 'save_abliterated',
+           'load_abliterated', 'checkpoint_shards', 'local_checkpoint', 'abliterate_checkpoint', 'settings_from_cli',
+           'study_flag', 'edit_spec_from_args', 'cached_directions', 'choose_direction', 'run_abliterate', 'add_cli']
 
 # %% ../nbs/14_abliterate.ipynb #70c42740
 def _probe_inputs(model, tokenizer=None, prompts=None, seed=0, n=4, length=12, system_prompt=None):
@@ -212,11 +213,11 @@ def abliterate_checkpoint(src_dir, out_dir, direction, spec: EditSpec = EditSpec
                           manifest_fields: dict | None = None, overwrite: bool = False, extra=None) -> pd.DataFrame:
     """Abliterate a safetensors checkpoint folder tensor by tensor into `out_dir`, without loading the model.
     Same edit, report and checks as `abliterate_model`."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
     from tqdm.auto import tqdm
     src = local_checkpoint(model_path(src_dir))
     shards = checkpoint_shards(src)
-    config = AutoConfig.from_pretrained(src)
+    config = load_model_config(src)
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         meta = AutoModelForCausalLM.from_config(config)
@@ -275,11 +276,26 @@ def abliterate_checkpoint(src_dir, out_dir, direction, spec: EditSpec = EditSpec
     return report
 
 # %% ../nbs/14_abliterate.ipynb #facf63e2
+def settings_from_cli(args):
+    "The `AbliterationSettings` of the command-line flags (the study config's schema and defaults)."
+    from safety_study.config import AbliterationSettings, settings_from_args
+    given = vars(args)
+    extra = {}
+    if "abliteration.select" not in given and ("abliteration.layer_fraction" in given
+                                               or given.get("abliteration.paper_mode")):
+        extra["select"] = False
+        if "abliteration.layer_fraction" not in given: extra["layer_fraction"] = 1.0
+    return settings_from_args(args, AbliterationSettings, "abliteration", extra)
+
+def study_flag(args, name: str):
+    "A study-level flag (`seed`, `device`, `dtype`, `prompts.n_direction`): its value, else the schema's default."
+    from safety_study.config import PromptSettings, StudyConfig
+    owner, key = (PromptSettings, name.split(".")[1]) if name.startswith("prompts.") else (StudyConfig, name)
+    return vars(args).get(name, owner.__pydantic_fields__[key].default)
+
 def edit_spec_from_args(args) -> EditSpec:
     "The `EditSpec` of the command-line flags."
-    make = EditSpec.paper if args.paper_mode else EditSpec
-    return make(skip_begin=args.skip_begin, skip_end=args.skip_end, scale=args.scale, norm_preserving=args.norm_preserving,
-                embeddings=args.embeddings, biases=not args.no_biases)
+    return settings_from_cli(args).edit_spec()
 
 # %% ../nbs/14_abliterate.ipynb #8437f21f
 def _cli_prompts(args, is_toy: bool, n_val: int):
@@ -296,9 +312,9 @@ def _cli_prompts(args, is_toy: bool, n_val: int):
         df = toy.toy_prompts(); df = df[df["split"] == "direction"].drop(columns="split")
     else: df = P.default_prompts()
     avail = int(df.groupby("label").size().reindex(["harmful", "harmless"]).fillna(0).min())
-    n_dir = min(args.n_direction, avail - n_val)
-    if n_dir < 2: raise StudyError(f"only {avail} prompts per label; need at least {n_val + 2} (lower --n-val or add prompts)")
-    sp = P.split_prompts(df, n_dir, n_val, seed=args.seed)
+    n_dir = min(study_flag(args, "prompts.n_direction"), avail - n_val)
+    if n_dir < 2: raise StudyError(f"only {avail} prompts per label; need at least {n_val + 2} (lower --n-validation or add prompts)")
+    sp = P.split_prompts(df, n_dir, n_val, seed=study_flag(args, "seed"))
     get = lambda split, lab: sp[(sp.split == split) & (sp.label == lab)]["prompt"].tolist()
     return get("direction", "harmful"), get("direction", "harmless"), get("eval", "harmful"), get("eval", "harmless")
 
@@ -326,20 +342,19 @@ def cached_directions(model, tok, harmful, harmless, path, progress: bool = True
 # %% ../nbs/14_abliterate.ipynb #cf332716
 def choose_direction(model, tok, dirs, hv, lv, edit: EditSpec, args, table):
     "(layer, position, scores): selection (resumable from `table`) or the reference's fixed layer fraction."
-    from safety_study.selection import SelectionSpec, select_direction
+    from safety_study.selection import select_direction
+    settings = settings_from_cli(args)
     if hv:
-        spec = SelectionSpec(relax=args.relax, batch_size=args.batch_size, method=args.selection,
-                             scan=getattr(args, "scan", "pruned"))
-        chosen, scores = select_direction(model, tok, dirs, hv, lv, edit=edit, spec=spec, table=table,
-                                          chat=dict(system_prompt=args.system_prompt))
+        chosen, scores = select_direction(model, tok, dirs, hv, lv, edit=edit, spec=settings.selection_spec(),
+                                          table=table, chat=dict(system_prompt=args.system_prompt))
         print(f"selected layer {chosen['layer']}, position {chosen['position']}: bypass {chosen['bypass_score']:.2f} "
               f"(base {chosen['base_bypass']:.2f}), induce {chosen['induce_score']:.2f}, KL {chosen['kl']:.4f}"
               + (f" (resumed: {chosen['resumed']} scores were read back)" if chosen["resumed"] else "")
               + (f"; relaxed filters: {chosen['relaxed']}" if chosen["relaxed"] else ""))
         return chosen["layer"], chosen["position"], scores
-    f = 1.0 if args.layer_fraction is None else args.layer_fraction
-    print(f"layer fraction {f}: layer {dirs.layer_at(f)} of {dirs.n_layers}")
-    return dirs.layer_at(f), -1, None
+    fraction = settings.layer_fraction
+    print(f"layer fraction {fraction}: layer {dirs.layer_at(fraction)} of {dirs.n_layers}")
+    return dirs.layer_at(fraction), -1, None
 
 # %% ../nbs/14_abliterate.ipynb #4f677515
 def _report_edit(report, rc):
@@ -370,22 +385,24 @@ def run_abliterate(args) -> int:
     if out.exists() and not out.is_dir(): raise StudyError(f"{out} is a file: OUT must be a folder (new, or empty)")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise StudyError(f"{out} exists and is not empty; choose a new folder or pass --overwrite")
-    edit, is_toy = edit_spec_from_args(args), args.model.startswith("toy:")
+    settings = settings_from_cli(args)
+    edit, is_toy = settings.edit_spec(), args.model.startswith("toy:")
     if is_toy and args.system_prompt is None:
         from safety_study import toy
         args.system_prompt = toy.system_prompt(args.model[4:])
-    select = args.select or args.layer_fraction is None and not args.paper_mode
-    h, l, hv, lv = _cli_prompts(args, is_toy, args.n_val if select else 0)
+    select = settings.select
+    h, l, hv, lv = _cli_prompts(args, is_toy, settings.n_validation if select else 0)
     _kept_directions(work / "directions.safetensors")  # a damaged file from an earlier run fails before the model loads
-    model, tok = load_causal_lm(args.model, dtype=args.dtype, device=args.device)
+    model, tok = load_causal_lm(args.model, dtype=study_flag(args, "dtype"), device=study_flag(args, "device"))
     print(f"model {args.model}: {get_arch(model).describe()} ({time.time() - t0:.0f} s)")
     work.mkdir(parents=True, exist_ok=True)
-    dirs, cached = cached_directions(model, tok, h, l, work / "directions.safetensors", batch_size=args.batch_size,
-                                     system_prompt=args.system_prompt, positions=args.positions, paper_mode=args.paper_mode)
+    dirs, cached = cached_directions(model, tok, h, l, work / "directions.safetensors",
+                                     batch_size=settings.selection.batch_size, system_prompt=args.system_prompt,
+                                     positions=settings.selection.positions, paper_mode=settings.paper_mode)
     print(f"direction from {len(h)} harmful + {len(l)} harmless prompts ({dirs.meta['state_n']} state at index n)"
           + (" (read back from the last run)" if cached else "") + f" ({time.time() - t0:.0f} s)")
     layer, pos, scores = choose_direction(model, tok, dirs, hv, lv, edit, args, work / "selection.parquet")
-    r = dirs.direction(layer, pos, bf16=args.paper_mode)   # the reference normalises in bf16
+    r = dirs.direction(layer, pos, bf16=settings.paper_setting("direction_bf16"))   # the reference: bf16
     fields = dict(source=source_info(model_path(args.model)), layer=layer, position=pos, n_harmful=len(h),
                   n_harmless=len(l), system_prompt=args.system_prompt, selected=bool(select), edit=edit.to_dict())
     def extra(folder):
@@ -398,35 +415,24 @@ def run_abliterate(args) -> int:
     return 0
 
 # %% ../nbs/14_abliterate.ipynb #777f9400
+COMMAND_ARGS = ("model", "out", "harmful", "harmless", "streaming", "system_prompt", "overwrite")   # not settings
+
 def add_cli(subparsers):
-    "Add the `abliterate` sub-command."
+    "Add the `abliterate` sub-command: its own arguments, then one flag per setting of the schema."
+    from safety_study.config import AbliterationSettings, PromptSettings, StudyConfig, add_settings_flags
     p = subparsers.add_parser("abliterate", help="compute a refusal direction and save an abliterated copy of a model",
                               description="Compute the refusal direction of MODEL (HF id in the local cache, folder, "
-                                          ".gguf file, or toy:NAME) and save an abliterated copy to OUT.")
-    p.add_argument("model", metavar="MODEL"); p.add_argument("out", metavar="OUT")
+                                          ".gguf file, or toy:NAME) and save an abliterated copy to OUT. The settings "
+                                          "flags are the study config's abliteration keys (README: Settings).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("out", metavar="OUT")
     p.add_argument("--harmful", metavar="FILE", help="harmful prompts (.txt/.csv/.parquet/.json/.jsonl)")
     p.add_argument("--harmless", metavar="FILE", help="harmless prompts")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--layer-fraction", type=float, metavar="F", help="use layer int(n·F) (the reference's choice; paper default 1.0)")
-    g.add_argument("--select", action="store_true", help="choose layer/position by bypass, induce and KL (default)")
-    p.add_argument("--relax", action="store_true", help="if no candidate passes, drop induce, then KL, then the layer limit")
-    p.add_argument("--selection", choices=("default", "arditi"), default="default",
-                   help="arditi: Arditi et al.'s prompt filter, family refusal tokens, ablation everywhere")
-    p.add_argument("--scan", choices=("pruned", "full"), default="pruned",
-                   help="pruned: only the scores that can change the choice (default); full: every score of every candidate")
-    p.add_argument("--scale", type=float, default=1.0, metavar="S")
-    p.add_argument("--skip-begin", type=int, default=1, metavar="N"); p.add_argument("--skip-end", type=int, default=0, metavar="N")
-    p.add_argument("--norm-preserving", action="store_true", help="exact norm-preserving edit of each written vector")
-    p.add_argument("--embeddings", action="store_true", help="also edit the token (and position) embeddings")
-    p.add_argument("--no-biases", action="store_true", help="leave output biases unedited")
     p.add_argument("--streaming", action="store_true", help="edit the safetensors checkpoint tensor by tensor on disk")
-    p.add_argument("--paper-mode", action="store_true", help="reproduce the reference: post-final-norm state, bf16-rounded edits")
-    p.add_argument("--positions", type=int, default=1, help="post-instruction positions to consider (1 = last token)")
-    p.add_argument("--n-direction", type=int, default=250, help="prompts per label for the direction")
-    p.add_argument("--n-val", type=int, default=32, help="held-out prompts per label for --select")
-    p.add_argument("--system-prompt", default=None); p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto"); p.add_argument("--dtype", default="auto")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--system-prompt", default=None, help="system message of every chat turn")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    add_settings_flags(p, StudyConfig, only=("seed", "device", "dtype"))
+    add_settings_flags(p, PromptSettings, "prompts", only=("n_direction",))
+    add_settings_flags(p, AbliterationSettings, "abliteration")
     p.set_defaults(func=run_abliterate)
     return p

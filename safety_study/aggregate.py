@@ -21,9 +21,9 @@ from .importers import read_annotator_files, merge_summaries, read_summary
 # %% auto #0
 __all__ = ['CHECK_COLUMNS', 'HUMAN_NAME', 'load_run', 'coherence_table', 'with_repeat_rate', 'compute', 'write_tables',
            'make_figures', 'markdown_table', 'report_markdown', 'aggregate_dir', 'demo_run', 'kernel_config',
-           'papermill_options', 'run_study_notebook', 'run_aggregate', 'count_effect', 'reference_check',
-           'count_vs_humans', 'count_agreement_heatmap', 'human_agreement', 'demo_reference', 'reanalyse_dir',
-           'run_reanalyse', 'add_cli']
+           'papermill_options', 'NotebookFailed', 'run_study_notebook', 'run_aggregate', 'count_effect',
+           'reference_check', 'count_vs_humans', 'count_agreement_heatmap', 'human_agreement', 'demo_reference',
+           'reanalyse_dir', 'run_reanalyse', 'add_cli']
 
 # %% ../nbs/33_aggregate.ipynb #da041334
 def _human_list(x):
@@ -337,24 +337,39 @@ def papermill_options(progress: bool = False, **engine_kwargs) -> dict:
                 **engine_kwargs)
 
 # %% ../nbs/33_aggregate.ipynb #c92d32cd
-def run_study_notebook(name: str, out, parameters: dict, kernel_name: str = "python3", progress: bool = True) -> Path:
-    "Execute `nbs/study/<name>.ipynb` into `out/<name>.ipynb` with papermill, render `<name>.html`; a failure keeps `<name>.failed.ipynb`."
+class NotebookFailed(StudyError):
+    "A study notebook whose cell raised: `reason` is the cell's `ename: evalue`, `notebook` the executed copy kept."
+    def __init__(self, name: str, reason: str, notebook: Path):
+        super().__init__(f"the {name} notebook failed: {reason} — read {notebook}")
+        self.reason, self.notebook = reason, notebook
+
+# %% ../nbs/33_aggregate.ipynb #3411e518
+def run_study_notebook(name: str, out, parameters: dict, kernel_name: str = "python3", progress: bool = True, *,
+                       timeout: int | None = None, hooks: dict | None = None, failed_as: str | None = None,
+                       source=None) -> Path:
+    """Execute `nbs/study/<name>.ipynb` (or `source`) into `out/<name>.ipynb` with papermill and render `<name>.html`.
+    `hooks` are nbclient cell hooks; a failing cell keeps the executed notebook as `out/<failed_as>`
+    (default `<name>.failed.ipynb`) and raises `NotebookFailed`."""
     import papermill as pm
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".ipynb"); os.close(fd)
+    done, failed = out / f"{name}.ipynb", out / (failed_as or f"{name}.failed.ipynb")
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".ipynb")
+    os.close(fd)
     try:
-        pm.execute_notebook(str(study_notebook(name)), tmp, parameters=parameters, kernel_name=kernel_name,
-                            language="python", cwd=str(out), **papermill_options(progress))
-    except pm.PapermillExecutionError as e:
-        failed = out / f"{name}.failed.ipynb"
-        os.replace(tmp, failed)
-        raise StudyError(f"the {name} notebook failed: {e.ename}: {e.evalue.strip()[:500]} — read {failed}") from None
+        pm.execute_notebook(str(source or study_notebook(name)), tmp, parameters=parameters, kernel_name=kernel_name,
+                            language="python", cwd=str(out), execution_timeout=timeout,
+                            **papermill_options(progress, **(hooks or {})))
+    except Exception as e:
+        if Path(tmp).exists() and Path(tmp).stat().st_size: os.replace(tmp, failed)  # the cells run so far
+        if isinstance(e, pm.PapermillExecutionError):
+            raise NotebookFailed(name, f"{e.ename}: {e.evalue.strip()[:500]}", failed) from None
+        raise
     finally:
         if Path(tmp).exists() and Path(tmp).stat().st_size == 0: Path(tmp).unlink()
-    os.replace(tmp, out / f"{name}.ipynb")
-    (out / f"{name}.failed.ipynb").unlink(missing_ok=True)
-    return render_html(out / f"{name}.ipynb", out / f"{name}.html")
+    os.replace(tmp, done)
+    if failed != done: failed.unlink(missing_ok=True)
+    return render_html(done, out / f"{name}.html")
 
 # %% ../nbs/33_aggregate.ipynb #208a871a
 def run_aggregate(run_dir, *, headline_judge=None, human_judges=None, figures_dir=None, out_dir=None,

@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import StudyError, atomic_path, render_html
 
 # %% auto #0
-__all__ = ['notebook_summary', 'reading_order', 'build_docs']
+__all__ = ['notebook_summary', 'reading_order', 'build_docs', 'write_settings_table']
 
 # %% ../nbs/42_docs.ipynb #773c7054
 def notebook_summary(path) -> dict:
@@ -63,7 +63,26 @@ def build_docs(out="_docs", nbs_dir=None) -> Path:
     with atomic_path(out / "index.html") as tmp: tmp.write_text(_index_html(pages), encoding="utf-8")
     return out / "index.html"
 
+
+
+# %% ../nbs/42_docs.ipynb #a1a46c8d
+def write_settings_table(readme=None) -> bool:
+    "Rewrite the settings table between the markers of `readme` (default: the project's README.md); True if it changed."
+    from safety_study.config import SETTINGS_TABLE_MARKERS, settings_table
+    from safety_study.core import package_file
+    readme = Path(readme or package_file().parent / "README.md")
+    text = readme.read_text(encoding="utf-8")
+    start, end = SETTINGS_TABLE_MARKERS
+    if start not in text or end not in text:
+        raise StudyError(f"{readme} has no settings table markers; add a line {start} and a line {end}")
+    head, rest = text.split(start, 1)
+    new = f"{head}{start}\n{settings_table()}\n{end}{rest.split(end, 1)[1]}"
+    if new == text: return False
+    with atomic_path(readme) as tmp: tmp.write_text(new, encoding="utf-8")
+    return True
+
 # %% ../nbs/42_docs.ipynb #6ec0350d
 #| eval: false
 if __name__ == "__main__":
+    if write_settings_table(): print("updated the settings table of README.md")
     print(f"wrote {build_docs(sys.argv[1] if len(sys.argv) > 1 else '_docs')}")

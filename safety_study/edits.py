@@ -4,46 +4,141 @@
 
 # %% ../nbs/11_edits.ipynb #3a58f110
 from __future__ import annotations
-import contextlib, dataclasses, warnings
-from dataclasses import dataclass
+import contextlib, dataclasses, functools, types, warnings
+from typing import Annotated, Literal, Union, get_args, get_origin
+
+import pydantic.dataclasses
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationError
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .core import StudyError
+from .core import StudyError, one_line
 from .arch import Arch, get_arch, effective_direction
 
 # %% auto #0
-__all__ = ['TARGETS', 'BLOCK_ELEMENTS', 'LEFTOVER_TOL', 'EditSpec', 'layer_scales', 'unit_direction', 'rounding_bound',
-           'orthogonalize_', 'edit_plan', 'edit_row', 'is_exact', 'abliterate_model', 'ablation_hooks',
-           'addition_hooks']
+__all__ = ['Int', 'Number', 'Bool', 'TARGETS', 'PAPER_EDIT', 'BLOCK_ELEMENTS', 'LEFTOVER_TOL', 'settings_dataclass',
+           'allowed_values', 'is_settings', 'settings_error', 'EditSpec', 'layer_scales', 'unit_direction',
+           'rounding_bound', 'orthogonalize_', 'edit_plan', 'edit_row', 'is_exact', 'abliterate_model',
+           'ablation_hooks', 'addition_hooks']
 
 # %% ../nbs/11_edits.ipynb #d74b821c
-TARGETS = ("attn", "mlp")
+def _no_bool(value):
+    "A number must be a number: YAML's true/false and quoted text are not silently read as one."
+    if isinstance(value, (bool, str)): raise ValueError(f"{value!r} is not a number")
+    return value
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Number = Annotated[float, BeforeValidator(_no_bool)]
+Bool = Annotated[bool, Strict()]
 
 # %% ../nbs/11_edits.ipynb #0122d1e7
-@dataclass(frozen=True)
+def settings_dataclass(cls=None, *, frozen: bool = False):
+    "Decorator: `cls` as a pydantic dataclass that forbids unknown keys and raises a one-line `StudyError`."
+    def wrap(klass):
+        klass = pydantic.dataclasses.dataclass(frozen=frozen, config=ConfigDict(extra="forbid"))(klass)
+        init = klass.__init__
+
+        @functools.wraps(init)
+        def checked_init(self, *args, **kwargs):
+            try: init(self, *args, **kwargs)
+            except ValidationError as err: raise StudyError(settings_error(err, klass)) from None
+        klass.__init__ = checked_init
+        return klass
+    return wrap if cls is None else wrap(cls)
+
+# %% ../nbs/11_edits.ipynb #a99c0bfa
+def _describe(tp) -> str:
+    if tp is type(None): return "null"
+    if get_origin(tp) is Annotated: return _describe(get_args(tp)[0])
+    if get_origin(tp) is Literal: return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType): return " or ".join(_describe(a) for a in get_args(tp))
+    if get_origin(tp) in (tuple, list):
+        items = [a for a in get_args(tp) if a is not Ellipsis]
+        return "a list" + (f" of items each {_describe(items[0])}" if len(items) == 1 else "")
+    if is_settings(tp): return f"a mapping of {tp.__name__} keys {list(tp.__pydantic_fields__)}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping",
+            tuple: "a list"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+def allowed_values(cls, name: str) -> str:
+    "What field `name` of settings class `cls` accepts, in words (type and bounds)."
+    info = cls.__pydantic_fields__[name]
+    bounds = [f"{op} {getattr(m, attr)}" for m in info.metadata
+              for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if hasattr(m, attr)]
+    return _describe(info.annotation) + (f" ({' and '.join(bounds)})" if bounds else "")
+
+def is_settings(tp) -> bool:
+    "Whether `tp` is a settings dataclass (a class with pydantic fields)."
+    return isinstance(tp, type) and hasattr(tp, "__pydantic_fields__")
+
+# %% ../nbs/11_edits.ipynb #a1d61d09
+def settings_error(err: ValidationError, cls, where: str = "") -> str:
+    "One line for the first failure of `err` (validating `cls` at key `where`): key, value, what is allowed."
+    first = err.errors(include_url=False)[0]
+    owner, field_name, path = cls, None, [where] if where else []
+    for part in first["loc"]:
+        if isinstance(part, int) and path:
+            path[-1] += f"[{part}]"
+            continue
+        path.append(str(part))
+        known = owner.__pydantic_fields__ if is_settings(owner) else {}
+        if part not in known:
+            under = f" under {'.'.join(path[:-1])}" if path[:-1] else ""
+            keys = f"; allowed keys{under}: {sorted(known)}" if known else ""
+            return f"unknown key {'.'.join(path)}{keys}. Fix the spelling or remove it"
+        field_name, field_owner = part, owner
+        nested = [a for a in (known[part].annotation, *get_args(known[part].annotation)) if is_settings(a)]
+        owner = nested[0] if nested else None
+    key, value = ".".join(path) or cls.__name__, one_line(repr(first["input"]), 100)
+    if first["type"] == "missing": return f"{key} is missing: add it ({allowed_values(field_owner, field_name)})"
+    if field_name is None or first["type"] == "value_error" and owner is not None:   # a check of a whole part
+        return f"{key}: {first['msg'].removeprefix('Value error, ')}"
+    return f"{key}: got {value}; allowed: {allowed_values(field_owner, field_name)}"
+
+# %% ../nbs/11_edits.ipynb #cee18035
+TARGETS = ("attn", "mlp")
+PAPER_EDIT = {"round_to": "bfloat16", "post_norm_gain": False}   # what the reference's edit adds to EditSpec()
+
+# %% ../nbs/11_edits.ipynb #8cf54100
+def _targets(value):
+    "One writer kind may be given as a word."
+    return (value,) if isinstance(value, str) else value
+
+def _layer_weights(value):
+    "A dict {layer: weight}, a list of one weight per layer, or (layer, weight) pairs, as sorted pairs."
+    if value is None: return ()
+    if isinstance(value, dict): value = value.items()
+    elif isinstance(value, (list, tuple)) and value and not isinstance(value[0], (tuple, list)):
+        value = enumerate(value)
+    try: return tuple(sorted((int(k), float(v)) for k, v in value))
+    except (TypeError, ValueError):
+        raise ValueError(f"layer_weights {value!r} is not a mapping of layer to weight") from None
+
+# %% ../nbs/11_edits.ipynb #a42eafbe
+@settings_dataclass(frozen=True)
 class EditSpec:
     "Which edit abliteration makes: layers [skip_begin, n − skip_end), writer kinds, scale and how weights change."
-    skip_begin: int = 1
-    skip_end: int = 0
-    scale: float = 1.0
-    targets: tuple = TARGETS
-    norm_preserving: bool = False
-    embeddings: bool = False
-    biases: bool = True
-    layer_weights: tuple = ()        # ((layer, weight), ...); a dict or per-layer list is converted
-    round_to: str | None = None      # "bfloat16": round edited weights through bf16 (the reference's cast)
-    post_norm_gain: bool = True      # behind a post-norm, orthogonalise against g ⊙ r̂ (False: the reference's plain r̂)
-
-    def __post_init__(self): _validate_spec(self)
+    skip_begin: Annotated[Int, Field(ge=0, description="layers [0, skip_begin) are left unedited")] = 1
+    skip_end: Annotated[Int, Field(ge=0, description="the last skip_end layers are left unedited")] = 0
+    scale: Annotated[Number, Field(description="s in W ← W − s·r̂(r̂ᵀW); 1 removes the direction")] = 1.0
+    targets: Annotated[tuple[Literal["attn", "mlp"], ...], BeforeValidator(_targets),
+                       Field(min_length=1, description="writer kinds edited: attention and/or MLP outputs")] = TARGETS
+    norm_preserving: Annotated[Bool, Field(description="keep each edited vector's norm")] = False
+    embeddings: Annotated[Bool, Field(description="also edit the token (and position) embeddings")] = False
+    biases: Annotated[Bool, Field(description="also edit the writers' output biases")] = True
+    layer_weights: Annotated[tuple[tuple[int, float], ...], BeforeValidator(_layer_weights),
+                             Field(description="per-layer weight on scale: {layer: weight}")] = ()
+    round_to: Annotated[Literal["bfloat16"] | None, Field(
+        description="bfloat16: round edited weights through bf16 (the reference's cast)")] = None
+    post_norm_gain: Annotated[Bool, Field(
+        description="behind a post-norm, orthogonalise against g ⊙ r̂ (false: the reference's plain r̂)")] = True
 
     @classmethod
     def paper(cls, **kw) -> EditSpec:
         "The reference's edit: layers [1, n), s = 1, plain r̂ behind post-norms, edited weights rounded through bf16."
-        return cls(**{"round_to": "bfloat16", "post_norm_gain": False, **kw})
+        return cls(**{**PAPER_EDIT, **kw})
 
     def to_dict(self) -> dict:
         "Plain data for result.json, manifests and configs."
@@ -55,30 +150,12 @@ class EditSpec:
         "Map edited layer → scale for a model with `n_layers` layers."
         return layer_scales(n_layers, self)
 
-# %% ../nbs/11_edits.ipynb #a99c0bfa
-def _validate_spec(s: EditSpec):
-    for name in ("skip_begin", "skip_end"):
-        v = getattr(s, name)
-        if isinstance(v, bool) or int(v) != v or v < 0: raise StudyError(f"{name} must be a non-negative integer, got {v!r}")
-    if not isinstance(s.scale, (int, float)) or isinstance(s.scale, bool):
-        raise StudyError(f"scale must be a number, got {s.scale!r}")
-    targets = (s.targets,) if isinstance(s.targets, str) else tuple(s.targets)
-    if not targets or set(targets) - set(TARGETS):
-        raise StudyError(f"targets must be a non-empty subset of {list(TARGETS)}, got {list(targets)}")
-    lw = s.layer_weights
-    if isinstance(lw, dict): lw = lw.items()
-    elif lw and not isinstance(lw[0], (tuple, list)): lw = enumerate(lw)
-    lw = tuple(sorted((int(k), float(v)) for k, v in (lw or ())))
-    if s.round_to not in (None, "bfloat16"): raise StudyError(f"round_to must be None or 'bfloat16', got {s.round_to!r}")
-    for k, v in (("targets", targets), ("layer_weights", lw), ("scale", float(s.scale))):
-        object.__setattr__(s, k, v)
-
 # %% ../nbs/11_edits.ipynb #e6efd803
 def layer_scales(n_layers: int, spec: EditSpec) -> dict:
     "Map edited layer → scale: layers [skip_begin, n − skip_end) times the spec's per-layer weights."
     if spec.skip_begin + spec.skip_end >= n_layers:
-        raise StudyError(f"skip_begin ({spec.skip_begin}) + skip_end ({spec.skip_end}) >= the model's {n_layers} layers, "
-                         "so no layer would be edited; lower them")
+        raise StudyError(f"skip_begin ({spec.skip_begin}) + skip_end ({spec.skip_end}) >= the model's {n_layers} "
+                         "layers, so no layer would be edited; lower them")
     weights = dict(spec.layer_weights)
     bad = [k for k in weights if not 0 <= k < n_layers]
     if bad: raise StudyError(f"layer_weights names layer(s) {bad} out of range: the model has layers 0..{n_layers - 1}")
@@ -150,14 +227,16 @@ def orthogonalize_(weight: torch.Tensor, u: torch.Tensor, vector_dim: int, scale
         proj, old_n = _edit_block(bv, u, scale, norm_preserving)
         blk.copy_(b.to(torch.bfloat16) if round_to == "bfloat16" else b)
         b.copy_(blk)                                     # what was written, after rounding to the weight's dtype
-        before += float(proj.pow(2).sum()); after += float((u @ bv).pow(2).sum())
+        before += float(proj.pow(2).sum())
+        after += float((u @ bv).pow(2).sum())
         if norm_preserving:
             keep = (old_n > 0) & (bv.norm(dim=0) > 0)
             if keep.any(): norm_change = max(norm_change, float((bv.norm(dim=0)[keep] / old_n[keep] - 1).abs().max()))
     return dict(before=before ** 0.5, after=after ** 0.5, norm_change=norm_change)
 
 # %% ../nbs/11_edits.ipynb #36f02173
-def edit_plan(model, direction, spec: EditSpec = EditSpec(), arch: Arch | None = None) -> list:
+def edit_plan(model, direction, spec: EditSpec = EditSpec(),  # noqa: B008 (a frozen settings value)
+              arch: Arch | None = None) -> list:
     "The edits of `spec` on `model`: (module name, param, kind, layer, vector_dim, u, scale) rows."
     arch = arch or get_arch(model)
     r = unit_direction(direction, arch.hidden_size)
@@ -182,15 +261,17 @@ def _untie(model, arch: Arch):
     warnings.warn(f"{arch.model_type}: input and output embeddings are tied; untying them so that only the "
                   "input embeddings are edited (the saved model stores both)", stacklevel=3)
     head.weight = nn.Parameter(head.weight.detach().clone())
-    for cfg in {id(model.config): model.config, id(model.config.get_text_config()): model.config.get_text_config()}.values():
+    text_config = model.config.get_text_config()
+    for cfg in {id(model.config): model.config, id(text_config): text_config}.values():
         cfg.tie_word_embeddings = False
 
 # %% ../nbs/11_edits.ipynb #3c001032
 def edit_row(name, param, kind, layer, scale, tensor, res) -> dict:
     "One row of an edit report: the tensor edited and ‖uᵀW‖ before and after."
     leftover = res["after"] / res["before"] if res["before"] > 0 else 0.0
-    return dict(module=name, param=param, kind=kind, layer=layer, scale=scale, dtype=str(tensor.dtype).replace("torch.", ""),
-                before=res["before"], after=res["after"], leftover=leftover, norm_change=res["norm_change"])
+    return dict(module=name, param=param, kind=kind, layer=layer, scale=scale,
+                dtype=str(tensor.dtype).replace("torch.", ""), before=res["before"], after=res["after"],
+                leftover=leftover, norm_change=res["norm_change"])
 
 # %% ../nbs/11_edits.ipynb #a4430208
 def is_exact(spec: EditSpec, scale: float, tensor) -> bool:
@@ -199,7 +280,8 @@ def is_exact(spec: EditSpec, scale: float, tensor) -> bool:
 
 # %% ../nbs/11_edits.ipynb #e2526e38
 @torch.no_grad()
-def abliterate_model(model, direction, spec: EditSpec = EditSpec(), check: bool = True) -> pd.DataFrame:
+def abliterate_model(model, direction, spec: EditSpec = EditSpec(),  # noqa: B008 (a frozen settings value)
+                     check: bool = True) -> pd.DataFrame:
     """Remove `direction` from the residual writers that `spec` names, in place. Returns one row per edited
     tensor with the leftover ‖uᵀW′‖/‖uᵀW‖ (its `attrs["edit"]` is the spec); raises if an exact edit leaves > 1e-5."""
     arch = get_arch(model)
@@ -212,7 +294,8 @@ def abliterate_model(model, direction, spec: EditSpec = EditSpec(), check: bool 
         rows.append(edit_row(name, param, kind, layer, s, p, res))
         if check and is_exact(spec, s, p) and rows[-1]["leftover"] > LEFTOVER_TOL:
             raise StudyError(f"after editing {name}.{param} {rows[-1]['leftover']:.2e} of the direction is left "
-                             f"(> {LEFTOVER_TOL}); the model is now partly edited — reload it, and report the architecture")
+                             f"(> {LEFTOVER_TOL}); the model is now partly edited — reload it, and report the "
+                             "architecture")
     report = pd.DataFrame(rows)
     report.attrs["edit"] = spec
     return report
@@ -223,7 +306,8 @@ def _project_out(u, scale, keep=None):
     def hook(mod, args, out):
         t = out if torch.is_tensor(out) else out[0]
         key = (t.device, t.dtype)
-        if key not in cache: cache[key] = (u.to(t.device, t.dtype), None if keep is None else keep.to(t.device, t.dtype))
+        if key not in cache:
+            cache[key] = (u.to(t.device, t.dtype), None if keep is None else keep.to(t.device, t.dtype))
         v, k = cache[key]
         t = t - scale * (t @ v)[..., None] * v
         if k is not None: t = t + scale * k
@@ -232,8 +316,8 @@ def _project_out(u, scale, keep=None):
 
 # %% ../nbs/11_edits.ipynb #656b512a
 @contextlib.contextmanager
-def ablation_hooks(model, direction, spec: EditSpec = EditSpec()):
-    "Within the block, the outputs of the modules `spec` edits have `direction` projected out, as the weight edit would."
+def ablation_hooks(model, direction, spec: EditSpec = EditSpec()):  # noqa: B008 (a frozen settings value)
+    "Within the block, the outputs of the modules `spec` edits have `direction` projected out, like the weight edit."
     if spec.norm_preserving:
         warnings.warn("hooks apply the plain projection; the norm-preserving rescaling of weights has no output form",
                       stacklevel=3)

@@ -14,6 +14,7 @@ from .core import (ABLITERATED, HARMFUL, HARMLESS, JUDGEMENT_COLUMNS, NON_REFUSA
                                SUMMARY_COLUMNS, VARIANTS, StudyError, file_sha256, manifest, read_json, read_table,
                                read_yaml, require_columns, stable_hash, write_json, write_table)
 from .metrics import check_judgements, model_name, rates_from_summary, summary_table
+from .judges import to_verdict
 
 # %% auto #0
 __all__ = ['WIDE_PREFIX', 'USER_STUDY_COLUMNS', 'REFERENCE_CHECKPOINTS', 'REFERENCE_JUDGES', 'NAME_COLUMNS', 'NAMES_REMEDY',
@@ -40,20 +41,15 @@ def detect_format(df: pd.DataFrame, name: str = "file") -> str:
                      f"user study ({', '.join(USER_STUDY_COLUMNS)})")
 
 # %% ../nbs/32_importers.ipynb #2c9d8869
-_TRUE = {"true", "1", "yes", "y", "t", "1.0", "refusal"}
-_FALSE = {"false", "0", "no", "n", "f", "0.0", "non_refusal", "non-refusal"}
+def _bool_cell(value):
+    "1.0 (refusal), 0.0 (not), NaN (empty) or 'bad' for one cell."
+    try: verdict = to_verdict(value)
+    except StudyError: return "bad"
+    return np.nan if verdict is None else float(verdict == REFUSAL)
 
 # %% ../nbs/32_importers.ipynb #421831a3
-def _bool_cell(v):
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA: return np.nan
-    if isinstance(v, (bool, np.bool_)): return float(v)
-    s = str(v).strip().lower()
-    if s == "": return np.nan
-    return 1.0 if s in _TRUE else 0.0 if s in _FALSE else "bad"
-
-# %% ../nbs/32_importers.ipynb #2784273c
 def parse_bool(values: pd.Series, name: str) -> pd.Series:
-    "Booleans from bools, 0/1 or true/false strings; missing cells stay NaN; anything else raises `StudyError`."
+    "1.0 / 0.0 from label cells (the judges' vocabulary, `to_verdict`); missing cells stay NaN; else `StudyError`."
     out = values.map(_bool_cell)
     bad = values[out.astype(str) == "bad"]
     if len(bad):

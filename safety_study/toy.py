@@ -11,6 +11,7 @@ import pandas as pd
 
 from .core import (StudyError, HARMFUL, HARMLESS, REFUSAL, NON_REFUSAL,
                                write_json, write_table, read_table, stable_hash, manifest, package_file)
+from .models import toy_root
 
 # %% auto #0
 __all__ = ['TOY_NAMES', 'REFERENCE_ANALOGUE', 'SAFETY_TAG', 'TAGGED', 'PAD', 'BOS_TURN', 'EOS_TURN', 'JUDGE_CHECKPOINT',
@@ -50,7 +51,7 @@ def _check_name(name: str) -> str:
 # %% ../nbs/04_toy.ipynb #c7f02491
 def assets_dir() -> Path:
     "Folder of the shipped toy checkpoints and prompts."
-    return package_file("assets", "toy")
+    return toy_root()
 
 # %% ../nbs/04_toy.ipynb #9bd1319d
 def checkpoint_path(name: str, root=None) -> Path:

@@ -179,7 +179,7 @@ def test_bf16_edit_reported_not_raised():
 def test_select_direction_table_and_filters(tmp_path):
     m, tk = tiny_model("llama", layers=4), tiny_tokenizer()
     d = compute_directions(m, tk, HARM[:4], SAFE[:4], positions=2, progress=False)
-    loose = SelectionSpec(kl_threshold=10.0, induce_threshold=None, refusal_tokens=["I", "Sorry"])
+    loose = SelectionSpec(kl_threshold=10.0, induce_threshold=None, refusal_tokens=["I", "Sorry"], positions=2)
     chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=loose, table=tmp_path / "sel.parquet",
                                       progress=False)
     assert {"layer", "position", "diff_norm", "bypass_score", "induce_score", "kl", "passes", "chosen"} <= set(scores)
@@ -189,15 +189,16 @@ def test_select_direction_table_and_filters(tmp_path):
     best = scores[scores.passes].bypass_score.min()
     assert chosen["bypass_score"] == best and (tmp_path / "sel.parquet").exists()
     with pytest.raises(StudyError, match="removed by 'KL < 0.0'") as e:
-        select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0), progress=False)
+        select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0, relax=False, positions=2),
+                         progress=False)
     assert len(e.value.scores) == 10 and not e.value.scores.passes.any()
     # relax: the filters are dropped in order and the choice says which; the best remaining bypass wins
-    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0, relax=True),
+    chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0, positions=2),
                                       progress=False)
     assert chosen["relaxed"] == "induce, kl" and scores.chosen.sum() == 1
     pool = scores[scores.bypass_score.notna() & (scores.layer < 0.8 * 4)]
     assert chosen["bypass_score"] == pool.bypass_score.min()
-    relaxed = SelectionSpec(kl_threshold=10.0, induce_threshold=None, relax=True)
+    relaxed = SelectionSpec(kl_threshold=10.0, induce_threshold=None, positions=2)
     assert select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=relaxed, progress=False)[0]["relaxed"] is None
 
 
@@ -216,7 +217,7 @@ def test_selection_and_saved_edit_share_one_spec(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(abliterate, "abliterate_model", spy_edit)
     _chat_folder(tmp_path)
     rc = cli.main(["abliterate", str(tmp_path / "m"), str(tmp_path / "out"), "--harmful", str(tmp_path / "harm.txt"),
-                   "--harmless", str(tmp_path / "safe.txt"), "--select", "--relax", "--n-val", "2", "--skip-begin", "0",
+                   "--harmless", str(tmp_path / "safe.txt"), "--select", "--relax", "--n-validation", "2", "--skip-begin", "0",
                    "--scale", "0.5", "--device", "cpu"])
     assert rc == 0, capsys.readouterr()
     assert seen["select"] is seen["edit"] and seen["edit"] == EditSpec(skip_begin=0, scale=0.5)

@@ -66,13 +66,53 @@ def _calls(attr: str) -> set:
     "Modules whose code calls `<something>.<attr>(...)`."
     return {m for m, t in MODULES.items()
             if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == attr
-                   and not (attr == "from_pretrained" and getattr(n.func.value, "id", "") != "AutoModelForCausalLM")
                    for n in ast.walk(t))}
+
+
+def _loader_name(node) -> str:
+    "The class a `from_pretrained` is read from: `AutoConfig` in `AutoConfig.from_pretrained`, else the expression."
+    return node.id if isinstance(node, ast.Name) else ast.unparse(node)
+
+
+def _from_pretrained_uses() -> list:
+    """Every `from_pretrained` of the package as (module, line, class): each attribute read, called or not
+    (`AutoModel.from_pretrained(...)`, `load = AutoTokenizer.from_pretrained`), and each `getattr(x, "from_pretrained")`."""
+    uses = []
+    for m, t in MODULES.items():
+        for n in ast.walk(t):
+            if isinstance(n, ast.Attribute) and n.attr == "from_pretrained":
+                uses.append((m, n.lineno, _loader_name(n.value)))
+            elif (isinstance(n, ast.Call) and getattr(n.func, "id", "") == "getattr" and len(n.args) >= 2
+                  and isinstance(n.args[1], ast.Constant) and n.args[1].value == "from_pretrained"):
+                uses.append((m, n.lineno, _loader_name(n.args[0])))
+    return sorted(uses)
+
+
+def test_from_pretrained_uses_are_found():
+    "The walk sees a called, a stored and a `getattr` use, and nothing that merely shares the name."
+    tree = ast.parse("import transformers as T\nAutoConfig.from_pretrained(p)\nload = T.AutoModel.from_pretrained\n"
+                     "getattr(AutoTokenizer, 'from_pretrained')(p)\ndef from_pretrained(): pass\nx.save_pretrained(p)")
+    saved = dict(MODULES)
+    try:
+        MODULES.clear()
+        MODULES["probe"] = tree
+        found = _from_pretrained_uses()
+    finally:
+        MODULES.clear()
+        MODULES.update(saved)
+    assert found == [("probe", 2, "AutoConfig"), ("probe", 3, "T.AutoModel"), ("probe", 4, "AutoTokenizer")], found
 
 
 def test_one_model_layer():
     assert _calls("apply_chat_template") == {"models"}
-    assert _calls("from_pretrained") == {"models"}          # AutoModelForCausalLM.from_pretrained only there
+    uses = _from_pretrained_uses()
+    assert uses, "no from_pretrained found: the walk is broken"
+    elsewhere = [u for u in uses if u[0] != "models"]
+    assert not elsewhere, f"from_pretrained outside models (load through a models function instead): {elsewhere}"
+    per_class = {}
+    for _, line, cls in uses: per_class.setdefault(cls, []).append(line)
+    assert {c: lines for c, lines in per_class.items() if len(lines) > 1} == {}, per_class  # each loader once
+    assert "AutoModelForCausalLM" in per_class, per_class
     pads = {m for m, t in MODULES.items() for n in ast.walk(t)
             if isinstance(n, ast.FunctionDef) and "pad_left" in n.name}
     assert pads == {"models"}

@@ -28,7 +28,7 @@ def study(tmp_path_factory):
     cfg = {"name": "t", "output_dir": str(root / "runs"), "seed": 0,
            "checkpoints": [{"name": "m0", "model": str(root / "tiny")}],
            "prompts": {"source": "default", "n_direction": 8, "n_eval": 3},
-           "abliteration": {"select": True, "n_validation": 3, "batch_size": 8},
+           "abliteration": {"select": True, "n_validation": 3, "selection": {"batch_size": 8}},
            "generation": {"max_new_tokens": 6, "batch_size": 8},
            "judges": ["regex_paper"], "headline_judge": "regex_paper"}
     (root / "s.yaml").write_text(yaml.safe_dump(cfg))

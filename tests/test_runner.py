@@ -33,7 +33,7 @@ def write_config(path: Path, models, names=None, judges=("regex_paper", "arditi_
     cfg = {"name": "t", "output_dir": extra.pop("output_dir", str(path.parent / "runs")), "seed": 0,
            "checkpoints": [{"name": n, "model": str(m)} for n, m in zip(names, models)],
            "prompts": {"source": "default", "n_direction": 8, "n_eval": 3},
-           "abliteration": {"select": True, "n_validation": 3, "batch_size": 8},
+           "abliteration": {"select": True, "n_validation": 3, "selection": {"batch_size": 8}},
            "generation": {"max_new_tokens": 6, "batch_size": 8},
            "judges": list(judges), "headline_judge": judges[0], **extra}
     path.write_text(yaml.safe_dump(cfg))
