@@ -18,7 +18,7 @@ __all__ = ['REFUSAL', 'NON_REFUSAL', 'PARSE_ERROR', 'VERDICTS', 'HARMFUL', 'HARM
            'PACKAGES', 'StudyError', 'require_columns', 'one_line', 'unreadable', 'reading', 'read_text', 'read_json',
            'read_yaml', 'atomic_path', 'write_table', 'read_csv', 'read_parquet', 'read_table', 'write_json',
            'stable_hash', 'file_sha256', 'package_versions', 'git_revision', 'manifest', 'read_run_record',
-           'resolve_device', 'resolve_dtype', 'package_file', 'study_notebook', 'render_html']
+           'resolve_device', 'resolve_dtype', 'rounding_bound', 'package_file', 'study_notebook', 'render_html']
 
 # %% ../nbs/00_core.ipynb #86be814a
 REFUSAL, NON_REFUSAL, PARSE_ERROR = "REFUSAL", "NON_REFUSAL", "PARSE_ERROR"
@@ -313,6 +313,28 @@ def resolve_dtype(dtype="auto", device: str = "cpu"):
              "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if dtype not in table: raise StudyError(f"unknown dtype {dtype!r}: use one of {sorted(table)} or 'auto'")
     return table[dtype]
+
+# %% ../nbs/00_core.ipynb #7ea3f56c
+def rounding_bound(reference, depth: int = 1, dtype=None, k: float = 8.0) -> float:
+    """How far two computations of the same values in `dtype` may drift apart by rounding alone:
+    `k · eps(dtype) · depth · max|reference|`.
+
+    One rounded operation moves a value by at most eps/2 of its magnitude, and a BLAS kernel's blocked sums keep a
+    product's error near a few eps of its largest term rather than eps · length. A value computed through `depth`
+    sequential stages (decoder layers, chained products) collects the errors of each stage's rounded operations, each at
+    most eps times the largest value, max|reference|, as long as later stages do not amplify earlier errors (a residual
+    stream keeps its scale, normalised by each block). The default k = 8 is 2 × 4: about four rounded steps per decoder
+    layer at eps each (normalisation, attention, MLP, the residual sums), for each of the two computations compared,
+    whose errors add. A single rounding of an exact value (a weight written once from fp64) is k = 0.5, depth 1.
+    `dtype`: a torch or numpy floating dtype (default float32)."""
+    import numpy as np
+    import torch
+    dtype = torch.float32 if dtype is None else dtype
+    eps = torch.finfo(dtype).eps if isinstance(dtype, torch.dtype) else float(np.finfo(dtype).eps)
+    ref = reference.detach().double() if torch.is_tensor(reference) else torch.as_tensor(
+        np.asarray(reference, dtype=np.float64))
+    scale = float(ref.abs().max()) if ref.numel() else 0.0
+    return float(k) * eps * int(depth) * scale
 
 # %% ../nbs/00_core.ipynb #8a7d1771
 def package_file(*parts) -> Path:

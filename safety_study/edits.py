@@ -10,19 +10,18 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 import pydantic.dataclasses
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationError
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .core import StudyError, one_line
+from .core import StudyError, one_line, rounding_bound  # noqa: F401 (read from here too)
 from .arch import Arch, get_arch, effective_direction
 
 # %% auto #0
 __all__ = ['Int', 'Number', 'Bool', 'TARGETS', 'PAPER_EDIT', 'BLOCK_ELEMENTS', 'LEFTOVER_TOL', 'settings_dataclass',
            'allowed_values', 'is_settings', 'settings_error', 'EditSpec', 'layer_scales', 'unit_direction',
-           'rounding_bound', 'orthogonalize_', 'edit_plan', 'edit_row', 'is_exact', 'abliterate_model',
-           'ablation_hooks', 'addition_hooks']
+           'orthogonalize_', 'edit_plan', 'edit_row', 'is_exact', 'abliterate_model', 'ablation_hooks',
+           'addition_hooks']
 
 # %% ../nbs/11_edits.ipynb #d74b821c
 def _no_bool(value):
@@ -176,23 +175,6 @@ def unit_direction(direction, hidden: int | None = None) -> torch.Tensor:
         raise StudyError("the direction is zero (identical harmful and harmless means, e.g. at a layer that only "
                          "sees a constant last token); choose another layer or position")
     return r / n
-
-# %% ../nbs/11_edits.ipynb #7ea3f56c
-def rounding_bound(reference, depth: int = 1, dtype=torch.float32, k: float = 8.0) -> float:
-    """How far two computations of the same values in `dtype` may drift apart by rounding alone:
-    `k · eps(dtype) · depth · max|reference|`.
-
-    One rounded operation moves a value by at most eps/2 of its magnitude, and a BLAS kernel's blocked sums keep a
-    product's error near a few eps of its largest term rather than eps · length. A value computed through `depth`
-    sequential stages (decoder layers, chained products) collects the errors of each stage's rounded operations, each at
-    most eps times the largest value, max|reference|, as long as later stages do not amplify earlier errors (a residual
-    stream keeps its scale, normalised by each block). The default k = 8 is 2 × 4: about four rounded steps per decoder
-    layer at eps each (normalisation, attention, MLP, the residual sums), for each of the two computations compared,
-    whose errors add. A single rounding of an exact value (a weight written once from fp64) is k = 0.5, depth 1."""
-    ref = reference.detach().double() if torch.is_tensor(reference) else torch.as_tensor(
-        np.asarray(reference, dtype=np.float64))
-    scale = float(ref.abs().max()) if ref.numel() else 0.0
-    return float(k) * torch.finfo(dtype).eps * int(depth) * scale
 
 # %% ../nbs/11_edits.ipynb #4b6fa8fa
 BLOCK_ELEMENTS = 1 << 20  # fp64 working block: 8 MB, the only temporary of the size of a weight

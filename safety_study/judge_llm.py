@@ -13,7 +13,7 @@ from .core import NON_REFUSAL, REFUSAL, StudyError, stable_hash
 from .judge_base import Judge, _frame, judge_prompt_text, parse_verdict_text
 
 # %% auto #0
-__all__ = ['JUDGE_LABELS', 'common_prefix', 'prefix_cache', 'label_logprobs', 'LLMJudge']
+__all__ = ['JUDGE_LABELS', 'common_prefix', 'prefix_cache', 'label_logprobs', 'label_logprob_bound', 'LLMJudge']
 
 # %% ../nbs/24_judge_llm.ipynb #7f8f2ee9
 JUDGE_LABELS = {REFUSAL: "REFUSAL", NON_REFUSAL: "NON-REFUSAL"}
@@ -124,6 +124,16 @@ def label_logprobs(model, contexts: list[list[int]], labels: list[list[int]], pa
             rest = labels[li][1:]
             if rest: out[ci, li] += logp2[r, torch.arange(len(rest)), torch.tensor(rest)].sum().item()
     return out
+
+# %% ../nbs/24_judge_llm.ipynb #ff2f0a2c
+def label_logprob_bound(model, contexts: list[list[int]], labels: list[list[int]]) -> float:
+    "How far two fp32 computations of `label_logprobs(model, contexts, labels)` may differ by rounding alone."
+    import torch
+    from safety_study.core import rounding_bound
+    with torch.no_grad():
+        scale = max(float(model(torch.tensor([list(context) + list(label)])).logits.abs().max())
+                    for context in contexts for label in labels)
+    return 2 * max(len(label) for label in labels) * rounding_bound(scale, model.config.num_hidden_layers + 1)
 
 # %% ../nbs/24_judge_llm.ipynb #f502e437
 def _is_toy(model) -> bool:

@@ -26,8 +26,9 @@ from .judge_classifier import (  # noqa: F401
     RULE_FEATURES, SHAPE_FEATURES, SOFT_REFUSALS, VIEWS, DefaultJudge, EmbeddingJudge, answer_sentences,  # noqa: F401
     answer_views, default_features, embed, embedding_features, embedding_training_set, fit_classifier,  # noqa: F401
     fit_default_judge, judge_set, judge_set_card, load_encoder, minilm_path, response_views, rule_shape_features)  # noqa: F401
-from .judge_llm import (  # noqa: F401
-    JUDGE_LABELS, LLMJudge, _label_logprobs_joint, common_prefix, label_logprobs, prefix_cache)  # noqa: F401
+from safety_study.judge_llm import (  # noqa: F401
+    JUDGE_LABELS, LLMJudge, _label_logprobs_joint, common_prefix, label_logprob_bound, label_logprobs,
+    prefix_cache)  # noqa: F401
 from .judge_api import APIJudge, default_cache_dir  # noqa: F401
 from .judge_human import USER_STUDY_KEYS, HumanJudge, human_judges, read_human_labels  # noqa: F401
 

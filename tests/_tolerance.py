@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from safety_study.judge_llm import label_logprob_bound  # noqa: F401 (the bound of a label log-probability)
+
 
 def _record(kind: str, what: str, measured: float, bound: float, margin: float):
     import torch
@@ -39,18 +41,6 @@ def beyond(what: str, measured, bound, factor: float = 1.0) -> float:
     _record("control", what, measured, bound, ratio)
     assert measured > factor * bound, f"{what}: {measured:.3e} is not above {factor:g} × the bound {bound:.3e}"
     return ratio
-
-
-def label_logprob_bound(model, contexts, labels) -> float:
-    """Rounding bound of a summed label log-probability (`judges.label_logprobs`) between two fp32 computations of it
-    (one batch or another, with or without a KV cache or a shared prefix): the logits differ by at most
-    δ = rounding_bound(logits, n_layers + 1) at their own scale, each log-softmax value by ≤ 2δ (its own fp32 rounding,
-    ≈ eps·|log p|, is below δ), and a label of L tokens sums L of them."""
-    import torch
-    from safety_study.edits import rounding_bound
-    with torch.no_grad():
-        scale = max(float(model(torch.tensor([list(c) + list(lab)])).logits.abs().max()) for c in contexts for lab in labels)
-    return 2 * max(len(lab) for lab in labels) * rounding_bound(scale, model.config.num_hidden_layers + 1)
 
 
 # A statistic computed in fp64 from counts (a rate, a kappa, an interval, a p-value) takes a few dozen rounded
