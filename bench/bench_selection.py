@@ -46,11 +46,11 @@ def main():
           f"scoring {full.attrs['scoring']}")
     for scan, (chosen, scores, _) in runs.items():
         diff = max(float((scores[c] - theirs[c]).abs().max()) for c in ("bypass_score", "induce_score", "kl"))
-        same = (chosen["layer"], chosen["position"]) == (ref_chosen["layer"], ref_chosen["position"])
+        same = (chosen.layer, chosen.position) == (ref_chosen["layer"], ref_chosen["position"])
         n = sum(scores.attrs["computed"].values())
         print(f"# {scan} scan: {n} scores computed; max |difference| from the reference {diff:.1e} "
-              f"({'within' if diff <= 1e-4 else 'NOT within'} 1e-4); chosen layer {chosen['layer']} position "
-              f"{chosen['position']}, reference layer {ref_chosen['layer']} position {ref_chosen['position']}: "
+              f"({'within' if diff <= 1e-4 else 'NOT within'} 1e-4); chosen layer {chosen.layer} position "
+              f"{chosen.position}, reference layer {ref_chosen['layer']} position {ref_chosen['position']}: "
               f"{'same' if same else 'DIFFERENT'}")
     t_ours, t_full = runs["pruned"][2], runs["full"][2]
     print(f"bench_selection: {t_ref / t_ours:.1f}x (ours {t_ours:.2f}s with the pruned scan, reference {t_ref:.2f}s)")

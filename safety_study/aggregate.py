@@ -35,8 +35,11 @@ def _human_list(x):
 def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
     "Read a run directory or an imported directory into judgements, imported summary, selection and settings."
     from safety_study.core import read_json, read_run_record
+    from safety_study.pipeline import CheckpointRecord
     rdir = Path(run_dir)
-    if not rdir.is_dir(): raise StudyError(f"no run directory at {rdir}: pass the folder `safety-study run` or `safety-study import` wrote")
+    if not rdir.is_dir():
+        raise StudyError(f"no run directory at {rdir}: pass the folder `safety-study run` or `safety-study import` "
+                         "wrote")
     notes, frames, selections, results = [], [], [], []
     study = {}
     if (rdir / "study.json").exists():
@@ -44,36 +47,45 @@ def load_run(run_dir, headline_judge=None, human_judges=None) -> dict:
         order = [c["name"] for c in study.get("checkpoints", [])]
         for name in order:
             p = rdir / name / "judgements.parquet"
-            if not p.exists(): notes.append(f"checkpoint {name!r} has no judgements.parquet yet: left out"); continue
+            if not p.exists():
+                notes.append(f"checkpoint {name!r} has no judgements.parquet yet: left out")
+                continue
             frames.append(read_table(p, "judgements table"))
-            M.check_judgements(frames[-1], f"judgements table {p}")  # a damaged file is named here, not after the concat
+            # a damaged file is named here, not after the concat
+            M.check_judgements(frames[-1], f"judgements table {p}")
             if (rdir / name / "selection.parquet").exists():
                 selections.append(read_table(rdir / name / "selection.parquet").assign(checkpoint=name))
-            if (rdir / name / "result.json").exists(): results.append(read_json(rdir / name / "result.json", "checkpoint result"))
+            if (rdir / name / "result.json").exists():   # one line naming a damaged or foreign file
+                results.append(CheckpointRecord.read(rdir / name).to_dict())
         frames += [read_table(p) for p in sorted((rdir / "panel").glob("*.parquet"))]  # the cross-judge panel
         kind = "run"
     elif (rdir / "judgements.parquet").exists() or (rdir / "summary.csv").exists():
         kind = "import"
-        if (rdir / "import.json").exists(): study = read_json(rdir / "import.json", "import record", "import the files again (`safety-study import`)")
-        if (rdir / "judgements.parquet").exists(): frames.append(read_table(rdir / "judgements.parquet", "judgements table"))
+        if (rdir / "import.json").exists():
+            study = read_json(rdir / "import.json", "import record", "import the files again (`safety-study import`)")
+        if (rdir / "judgements.parquet").exists():
+            frames.append(read_table(rdir / "judgements.parquet", "judgements table"))
         order = study.get("order", [])  # the import's ladder order (the reference's, for its checkpoints)
     else:
         raise StudyError(f"{rdir} holds neither study.json (a run directory) nor judgements.parquet / summary.csv "
-                         f"(an imported directory); run `safety-study run` or `safety-study import FILES --out {rdir}` first")
+                         f"(an imported directory); run `safety-study run` or "
+                         f"`safety-study import FILES --out {rdir}` first")
     judgements = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=JUDGEMENT_COLUMNS)
-    study_name = study.get("name") or study.get("study") or (judgements["study"].iloc[0] if len(judgements) else "reference")
+    first_study = judgements["study"].iloc[0] if len(judgements) else "reference"
+    study_name = study.get("name") or study.get("study") or first_study
     annot = sorted((rdir / "human").glob("*.csv")) if (rdir / "human").is_dir() else []
     if annot:
         hum, files = read_annotator_files(annot, study=study_name)
         taken = set(judgements["judge"])
         if clash := sorted(set(hum["judge"]) & taken):
-            raise StudyError(f"annotator files in {rdir/'human'} would become judges {clash}, which the run already has; "
-                             f"rename those judges or move the files")
+            raise StudyError(f"annotator files in {rdir/'human'} would become judges {clash}, which the run "
+                             "already has; rename those judges or move the files")
         items = judgements.drop_duplicates(ITEM_KEYS)[ITEM_KEYS] if len(judgements) else None
         if items is not None:
             known = hum.merge(items, on=ITEM_KEYS, how="left", indicator=True)["_merge"] == "both"
-            if (~known).any(): notes.append(f"{int((~known).sum())} human verdicts are on items the run does not have "
-                                            f"(check model = '<checkpoint>/<variant>' and qid = prompt_id): they pair with no judge")
+            if (~known).any():
+                notes.append(f"{int((~known).sum())} human verdicts are on items the run does not have (check "
+                             "model = '<checkpoint>/<variant>' and qid = prompt_id): they pair with no judge")
         judgements = pd.concat([judgements, hum], ignore_index=True)
         notes.append("annotator files: " + ", ".join(f"{k} = {Path(v).name}" for k, v in files.items()))
     if len(judgements): M.check_judgements(judgements)
@@ -188,7 +200,8 @@ def make_figures(data: dict, tables: dict, out_dir, figures_dir=None) -> dict:
     for name, draw in todo:
         try: fig = draw()
         except StudyError as e:  # a table from another stage in an unexpected shape: say so, keep the rest
-            data["notes"].append(f"figure {name} skipped: {e}"); continue
+            data["notes"].append(f"figure {name} skipped: {e}")
+            continue
         out[name] = F.save_figure(fig, name, *dirs)
         plt.close(fig)
     return out
@@ -206,8 +219,8 @@ def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
 
 # %% ../nbs/33_aggregate.ipynb #9694f1e5
 def _ci(df, est, lo, hi, digits=3):
-    return [("n/a" if np.isnan(e) else f"{e:.{digits}f} [{l:.{digits}f}, {h:.{digits}f}]")
-            for e, l, h in zip(df[est].astype(float), df[lo].astype(float), df[hi].astype(float))]
+    return [("n/a" if np.isnan(e) else f"{e:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]")
+            for e, low, high in zip(df[est].astype(float), df[lo].astype(float), df[hi].astype(float))]
 
 # %% ../nbs/33_aggregate.ipynb #54c3cb6b
 def report_markdown(data: dict, tables: dict) -> str:
@@ -229,8 +242,9 @@ def report_markdown(data: dict, tables: dict) -> str:
                   markdown_table(e[["checkpoint", "label", "n_pairs", "rate_original", "rate_abliterated",
                                     "delta [95% CI]", "mcnemar_p"]])]
     elif len(tables["rates"]):
-        r = tables["rates"]; r = r[r.judge == h]
-        s += [f"## Refusal rates ({h} judge, from counts)\n", markdown_table(r[["checkpoint", "variant", "label", "refused", "n", "rate"]])]
+        r = tables["rates"][tables["rates"].judge == h]
+        s += [f"## Refusal rates ({h} judge, from counts)\n",
+              markdown_table(r[["checkpoint", "variant", "label", "refused", "n", "rate"]])]
     if len(tables.get("coherence", [])):
         s += ["## Coherence of the edited models\n",
               "Perplexity of the original model's harmless answers under the original and the abliterated model, and "
@@ -241,7 +255,8 @@ def report_markdown(data: dict, tables: dict) -> str:
         a = a[(a.label == M.ALL) & (a.variant == M.ALL)].copy()
         a["kappa [95% CI]"] = _ci(a, "kappa", "kappa_ci_low", "kappa_ci_high")
         a["AC1"] = a["ac1"]
-        cols = ["judge_a", "judge_b", "n_items", "n_missing", "n_parse_error", "agreement", "kappa [95% CI]", "AC1", "reason"]
+        cols = ["judge_a", "judge_b", "n_items", "n_missing", "n_parse_error", "agreement", "kappa [95% CI]", "AC1",
+                "reason"]
         hh = a[a.judge_a.isin(humans) & a.judge_b.isin(humans)]
         if len(hh): s += ["## Agreement between human annotators\n", markdown_table(hh[cols])]
         vs = a[a.judge_a.isin(humans) ^ a.judge_b.isin(humans)]
@@ -255,11 +270,13 @@ def report_markdown(data: dict, tables: dict) -> str:
         v["sensitivity [95% CI]"] = _ci(v, "sensitivity", "sensitivity_ci_low", "sensitivity_ci_high")
         v["specificity [95% CI]"] = _ci(v, "specificity", "specificity_ci_low", "specificity_ci_high")
         s += ["## Judges against the human majority\n",
-              markdown_table(v[["judge", "n_items", "n_ties", "sensitivity [95% CI]", "specificity [95% CI]", "reason"]])]
+              markdown_table(v[["judge", "n_items", "n_ties", "sensitivity [95% CI]", "specificity [95% CI]",
+                                "reason"]])]
     if "panel_agreement" in tables:
         s += ["## Whole panel\n", markdown_table(tables["panel_agreement"])]
     if len(tables.get("coverage", [])):
-        s += ["## Coverage (items each judge read; pairs are joined on the item keys)\n", markdown_table(tables["coverage"])]
+        s += ["## Coverage (items each judge read; pairs are joined on the item keys)\n",
+              markdown_table(tables["coverage"])]
     if data["notes"]: s += ["## Notes\n"] + [f"- {n}" for n in data["notes"]] + [""]
     return "\n".join(s) + "\n"
 
@@ -309,14 +326,16 @@ def demo_run(path, seed: int = 0, n_prompts: int = 24) -> Path:
         df = pd.DataFrame(rows)
         write_table(df[RESPONSE_COLUMNS].drop_duplicates(ITEM_KEYS), rdir / ck / "responses.parquet")
         write_table(df[JUDGEMENT_COLUMNS], rdir / ck / "judgements.parquet")
-        sel = pd.DataFrame([dict(layer=l, position=-1, diff_norm=float(np.sin(l / 3) * safety * 4 + rng.random() * 0.2),
-                                 bypass_score=float(-np.exp(-((l - 5) ** 2) / 4) * safety), induce_score=0.0, kl=0.05,
-                                 passes=True, chosen=False) for l in range(1, 10)])
+        sel = pd.DataFrame([dict(layer=layer, position=-1,
+                                 diff_norm=float(np.sin(layer / 3) * safety * 4 + rng.random() * 0.2),
+                                 bypass_score=float(-np.exp(-((layer - 5) ** 2) / 4) * safety), induce_score=0.0,
+                                 kl=0.05, passes=True, chosen=False) for layer in range(1, 10)])
         sel.loc[sel.bypass_score.idxmin(), "chosen"] = True
         write_table(sel, rdir / ck / "selection.parquet")
     for k, (name, err) in enumerate((("annotator-a", 0.04), ("annotator-b", 0.08)), 1):
-        rows = [dict(source_csv="demo", judge=name, timestamp="2026-01-01T00:00:00", qid=b["prompt_id"], label=b["label"],
-                     question=b["prompt"], slot=n, model=f"{b['checkpoint']}/{b['variant']}", response=b["response"],
+        rows = [dict(source_csv="demo", judge=name, timestamp="2026-01-01T00:00:00", qid=b["prompt_id"],
+                     label=b["label"], question=b["prompt"], slot=n, model=f"{b['checkpoint']}/{b['variant']}",
+                     response=b["response"],
                      user_choice="", classification="", is_refusal=bool(t ^ (rng.random() < err)))
                 for n, (b, t) in enumerate(annotators)]
         write_table(pd.DataFrame(rows), rdir / "human" / f"annotator_{k}.csv")
@@ -324,12 +343,16 @@ def demo_run(path, seed: int = 0, n_prompts: int = 24) -> Path:
 
 # %% ../nbs/33_aggregate.ipynb #c4eec95d
 def kernel_config():
-    "traitlets config for the kernel manager: CurveZMQ-encrypted TCP where available, else IPC transport."
+    """traitlets config of the study kernels: CurveZMQ-encrypted TCP where available, else IPC transport; and the
+    kernel's own log at CRITICAL, so that its start-up and shutdown messages (a loaded machine can make a shutdown
+    interrupt the kernel, which logs `KeyboardInterrupt`) stay out of the study's output. What the cells print and
+    raise is in the executed notebook either way."""
     import zmq
     from jupyter_client import KernelManager
     from traitlets.config import Config
     curve = zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names()
-    return Config({"KernelManager": {"transport_encryption": "auto"} if curve else {"transport": "ipc"}})
+    return Config({"KernelManager": {"transport_encryption": "auto"} if curve else {"transport": "ipc"},
+                   "NotebookClient": {"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}})
 
 def papermill_options(progress: bool = False, **engine_kwargs) -> dict:
     "Keyword arguments for `papermill.execute_notebook` that keep the terminal quiet (see above)."
@@ -380,7 +403,8 @@ def run_aggregate(run_dir, *, headline_judge=None, human_judges=None, figures_di
     load_run(rdir, human_judges=human_judges)  # a damaged or missing input file fails here, before the notebook starts
     out = Path(out_dir) if out_dir else rdir / "aggregate"
     params = dict(run_dir=str(rdir.resolve()), out_dir=str(out.resolve()), headline_judge=headline_judge,
-                  human_judges=_human_list(human_judges), figures_dir=str(Path(figures_dir).resolve()) if figures_dir else None,
+                  human_judges=_human_list(human_judges),
+                  figures_dir=str(Path(figures_dir).resolve()) if figures_dir else None,
                   n_boot=n_boot, seed=seed)
     run_study_notebook("aggregate", out, params, kernel_name, progress)
     return out
@@ -391,7 +415,7 @@ def _with_n(rates: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../nbs/33_aggregate.ipynb #0e1a3d69
 def count_effect(rates: pd.DataFrame, alpha: float = 0.05, order=None) -> pd.DataFrame:
-    "Original vs abliterated counts per (checkpoint, label, judge): Wilson CI of each rate, Newcombe CI of Δ (unpaired)."
+    "Original vs abliterated counts per (checkpoint, label, judge): Wilson CI of each rate, Newcombe CI of Δ (unpaired)"
     from statsmodels.stats.proportion import confint_proportions_2indep
     r, key = _with_n(rates), ["checkpoint", "label", "judge"]
     require_columns(r, key + ["variant", "refused", "n"], "rates table")
@@ -399,14 +423,15 @@ def count_effect(rates: pd.DataFrame, alpha: float = 0.05, order=None) -> pd.Dat
     m = side(ORIGINAL).merge(side(ABLITERATED), on=key, suffixes=("_original", "_abliterated"))
     m = m[(m["n_original"] > 0) & (m["n_abliterated"] > 0)]
     rank = {c: i for i, c in enumerate(I.checkpoint_order(order or []))}  # ladder order, then as the rates list them
-    m = m.sort_values("checkpoint", key=lambda c: c.map(lambda x: rank.get(x, len(rank))), kind="stable").reset_index(drop=True)
+    by_rank = lambda c: c.map(lambda x: rank.get(x, len(rank)))
+    m = m.sort_values("checkpoint", key=by_rank, kind="stable").reset_index(drop=True)
     for v in VARIANTS:
         m[f"rate_{v}"] = m[f"refused_{v}"] / m[f"n_{v}"]
         m[f"ci_low_{v}"], m[f"ci_high_{v}"] = M.wilson_interval(m[f"refused_{v}"], m[f"n_{v}"], alpha)
     m["delta"] = m["rate_abliterated"] - m["rate_original"]
     k = [m[c].to_numpy(float) for c in ("refused_abliterated", "n_abliterated", "refused_original", "n_original")]
-    m["delta_ci_low"], m["delta_ci_high"] = confint_proportions_2indep(*k, method="newcomb", compare="diff", alpha=alpha) \
-        if len(m) else ([], [])
+    m["delta_ci_low"], m["delta_ci_high"] = (
+        confint_proportions_2indep(*k, method="newcomb", compare="diff", alpha=alpha) if len(m) else ([], []))
     m["line"] = [f"{r.judge} on {r.checkpoint}, {r.label}: {r.refused_original}/{r.n_original} → "
                  f"{r.refused_abliterated}/{r.n_abliterated} after abliteration" for r in m.itertuples()]
     return m
@@ -452,9 +477,11 @@ def count_vs_humans(rates: pd.DataFrame) -> pd.DataFrame:
             if not len(m): continue
             x, y = m["refused"] / m["n"], m["refused_h"] / m["n_h"]
             rr = float(np.corrcoef(x, y)[0, 1]) if len(m) > 1 and x.std() > 0 and y.std() > 0 else np.nan
-            rows.append(dict(judge=judge, human=h, n_cells=len(m), pearson_r=rr, mean_abs_rate_diff=float((x - y).abs().mean()),
+            rows.append(dict(judge=judge, human=h, n_cells=len(m), pearson_r=rr,
+                             mean_abs_rate_diff=float((x - y).abs().mean()),
                              identical_cells=int((m["refused"] == m["refused_h"]).sum())))
-    return pd.DataFrame(rows, columns=["judge", "human", "n_cells", "pearson_r", "mean_abs_rate_diff", "identical_cells"])
+    return pd.DataFrame(rows, columns=["judge", "human", "n_cells", "pearson_r", "mean_abs_rate_diff",
+                                       "identical_cells"])
 
 # %% ../nbs/33_aggregate.ipynb #b274a315
 def count_agreement_heatmap(table: pd.DataFrame):
@@ -470,7 +497,9 @@ def count_agreement_heatmap(table: pd.DataFrame):
     ax.set_facecolor("#e8e8e8")  # r undefined (a judge or human that never changed its verdict): grey "n/a"
     for i, k in zip(*np.where(m.isna().to_numpy())):
         ax.text(k + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=9, color="#444444")
-    ax.set_xlabel("human annotator"); ax.set_ylabel("judge"); ax.tick_params(axis="y", rotation=0)
+    ax.set_xlabel("human annotator")
+    ax.set_ylabel("judge")
+    ax.tick_params(axis="y", rotation=0)
     return fig
 
 # %% ../nbs/33_aggregate.ipynb #385fdb59
@@ -484,7 +513,7 @@ def human_agreement(agreement: pd.DataFrame, human_judges) -> pd.DataFrame:
 
 # %% ../nbs/33_aggregate.ipynb #502068b9
 def demo_reference(path) -> list[Path]:
-    "Small made-up files in the reference's formats (a renamed summary, two annotator files) for the notebook's defaults."
+    "Small made-up files in the reference's formats (a renamed summary, two annotator files): the notebook's defaults."
     d, hub = Path(path), I.REFERENCE_CHECKPOINTS
     rows = [(m, lab, judge, (r - 4 * (judge == "regex")) if lab == HARMFUL else 1)
             for name, alb, ro, ra in (("SmolLM2", "SmolLM2-ALB", 35, 15), ("Raw Data", "Raw Data - ALB", 46, 45))
@@ -492,10 +521,12 @@ def demo_reference(path) -> list[Path]:
     s = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:4]).assign(not_refused=lambda t: 50 - t["refused"], total=50)
     files = [write_table(s, d / "summary_renamed.csv")]
     for k, flips in ((1, set()), (2, {(1, 2), (4, 3)})):
-        us = [dict(source_csv="demo", judge=f"annotator {k}", timestamp="", qid=q, label=HARMFUL if q <= 3 else HARMLESS,
-                   question=f"question {q}", slot=n, model=hub[c] if v == ORIGINAL else f"models/{hub[c]}-abliterated",
-                   response="", user_choice="", classification="", is_refusal=((q <= 3 and (v == ORIGINAL or q == 1)) ^ ((q, n) in flips)))
-              for q in range(1, 7) for n, (c, v) in enumerate((c, v) for c in ("SmolLM2", "Raw Data") for v in VARIANTS)]
+        systems = [(c, v) for c in ("SmolLM2", "Raw Data") for v in VARIANTS]
+        us = [dict(source_csv="demo", judge=f"annotator {k}", timestamp="", qid=q,
+                   label=HARMFUL if q <= 3 else HARMLESS, question=f"question {q}", slot=n,
+                   model=hub[c] if v == ORIGINAL else f"models/{hub[c]}-abliterated", response="", user_choice="",
+                   classification="", is_refusal=((q <= 3 and (v == ORIGINAL or q == 1)) ^ ((q, n) in flips)))
+              for q in range(1, 7) for n, (c, v) in enumerate(systems)]
         files.append(write_table(pd.DataFrame(us), d / f"annotator_{k}.csv"))
     return files
 
@@ -526,9 +557,11 @@ def reanalyse_dir(imported_dir, out_dir, files=None, model_names=None, headline_
     figs = dict(res["figures"])
     if len(rt["judges_vs_humans_counts"]):
         fig = count_agreement_heatmap(rt["judges_vs_humans_counts"])
-        figs["judges_vs_humans_counts"] = F.save_figure(fig, "judges_vs_humans_counts", out / "figures"); plt.close(fig)
-    write_json(manifest(stage="reanalyse", imported_dir=str(imp), files=list(meta["files"]), headline_judge=res["data"]["headline_judge"],
-                        n_boot=n_boot, seed=seed, tables=sorted(rt), figures=sorted(figs)), out / "manifest.json")
+        figs["judges_vs_humans_counts"] = F.save_figure(fig, "judges_vs_humans_counts", out / "figures")
+        plt.close(fig)
+    write_json(manifest(stage="reanalyse", imported_dir=str(imp), files=list(meta["files"]),
+                        headline_judge=res["data"]["headline_judge"], n_boot=n_boot, seed=seed, tables=sorted(rt),
+                        figures=sorted(figs)), out / "manifest.json")
     return dict(res, reanalysis=rt, figures=figs, import_meta=meta, out_dir=out)
 
 # %% ../nbs/33_aggregate.ipynb #91473712
@@ -549,13 +582,16 @@ def run_reanalyse(files, out_dir, *, model_names=None, headline_judge=None, stud
 def _reanalyse_lines(out: Path) -> list:
     "What `safety-study reanalyse` prints: pairs, the published rows that came back, the human-human κ, the report."
     chk = read_table(out / "reference_check.csv")
-    lines = [I.pairs_line(out / "imported"), f"{int(chk['identical'].sum())} of {len(chk)} published summary rows come back identical"
-             if len(chk) else "no summary file given: nothing published to compare"]
+    back = (f"{int(chk['identical'].sum())} of {len(chk)} published summary rows come back identical" if len(chk)
+            else "no summary file given: nothing published to compare")
+    lines = [I.pairs_line(out / "imported"), back]
     if (out / "agreement_humans.csv").exists():
         a = read_table(out / "agreement_humans.csv")
-        for r in a[(a["pair"] == "annotator vs annotator") & (a["label"] == M.ALL) & (a["variant"] == M.ALL)].itertuples():
-            lines.append(f"item-level kappa {r.judge_a} vs {r.judge_b}: {r.kappa:.3f} [{r.kappa_ci_low:.3f}, {r.kappa_ci_high:.3f}] "
-                         f"over {r.n_items} items (raw agreement {r.agreement:.3f}, AC1 {r.ac1:.3f})")
+        pooled = a[(a["pair"] == "annotator vs annotator") & (a["label"] == M.ALL) & (a["variant"] == M.ALL)]
+        for r in pooled.itertuples():
+            lines.append(f"item-level kappa {r.judge_a} vs {r.judge_b}: {r.kappa:.3f} "
+                         f"[{r.kappa_ci_low:.3f}, {r.kappa_ci_high:.3f}] over {r.n_items} items "
+                         f"(raw agreement {r.agreement:.3f}, AC1 {r.ac1:.3f})")
     return lines + [f"report: {out / 'reanalyse.html'}"]
 
 # %% ../nbs/33_aggregate.ipynb #95068bbd
@@ -563,11 +599,15 @@ def _add_reanalyse_cli(subparsers):
     p = subparsers.add_parser("reanalyse", help="re-analyse the reference's published files: import, aggregate, report",
                               description="Import the reference's summary files and its user-study annotator files "
                               "(annotators become human_1, human_2, ... in the order given; wide files with per-item "
-                              "judge verdicts may be added), aggregate them, and render nbs/study/reanalyse.ipynb to HTML.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="SUMMARY... [ANNOTATOR_CSV...] [WIDE...]: CSV/parquet files or folders")
-    p.add_argument("--out", required=True, help="output folder (imported/, aggregate/, figures/, rates.csv, reanalyse.html)")
+                              "judge verdicts may be added), aggregate them, and render nbs/study/reanalyse.ipynb "
+                              "to HTML.")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="SUMMARY... [ANNOTATOR_CSV...] [WIDE...]: CSV/parquet files or folders")
+    p.add_argument("--out", required=True,
+                   help="output folder (imported/, aggregate/, figures/, rates.csv, reanalyse.html)")
     I.add_import_arguments(p)
-    p.add_argument("--headline-judge", default=None, help="judge of the before/after lines and bars (default ChatGPT5 where present)")
+    p.add_argument("--headline-judge", default=None,
+                   help="judge of the before/after lines and bars (default ChatGPT5 where present)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (of prompts) for the intervals")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel to execute the notebook with")
@@ -584,10 +624,12 @@ def add_cli(subparsers):
     p = subparsers.add_parser("aggregate", help="metrics, figures and report of a run or imported directory",
                               description="Run the aggregate notebook (papermill) on DIR and render it to HTML. "
                               "Outputs go to DIR/aggregate unless --out is given.")
-    p.add_argument("run_dir", metavar="DIR", help="run directory (study.json) or directory written by `safety-study import`")
+    p.add_argument("run_dir", metavar="DIR",
+                   help="run directory (study.json) or directory written by `safety-study import`")
     p.add_argument("--out", default=None, help="output folder (default DIR/aggregate)")
     p.add_argument("--headline-judge", default=None, help="judge for the headline figure (default: study.json's)")
-    p.add_argument("--human-judges", default=None, help="comma-separated human judge names (default: study.json's, or human_*)")
+    p.add_argument("--human-judges", default=None,
+                   help="comma-separated human judge names (default: study.json's, or human_*)")
     p.add_argument("--figures", default=None, help="also copy the figures into this folder")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -122,10 +122,11 @@ class SlurmSettings:
     additional_parameters: Annotated[dict, Field(description="further sbatch parameters")] = field(
         default_factory=dict)
 
-# %% ../nbs/02_config.ipynb #a9a9a3da
+# %% ../nbs/02_config.ipynb #ac2e6be9
 def _default_judges() -> list:
     return [JudgeSpec("default"), JudgeSpec("regex_paper"), JudgeSpec("embedding")]
 
+# %% ../nbs/02_config.ipynb #c8652152
 @settings_dataclass
 class StudyConfig:
     "A study: its checkpoints and the settings of every stage."
@@ -161,12 +162,13 @@ def settings_leaves(cls, prefix: tuple = ()) -> list:
         else: out.append((prefix + (name,), cls, name))
     return out
 
-# %% ../nbs/02_config.ipynb #29580fd6
+# %% ../nbs/02_config.ipynb #e91d9deb
 def moved_keys() -> dict:
     "Old flat key under `abliteration` → where it lives now (`scale` → `edit.scale`, `selection` → `selection.method`)."
     moved = {path[-1]: ".".join(path) for path, _, _ in settings_leaves(AbliterationSettings) if len(path) > 1}
     return {**moved, "selection": "selection.method"}
 
+# %% ../nbs/02_config.ipynb #a3627e84
 def _check_moved(data: dict, where: str):
     moved = moved_keys()
     for key, value in data.items():
@@ -175,10 +177,11 @@ def _check_moved(data: dict, where: str):
             raise StudyError(f"{where}.{key} ({one_line(repr(value), 60)}) moved to {where}.{moved[key]}: "
                              f"nest it there")
 
-# %% ../nbs/02_config.ipynb #dda17fb1
+# %% ../nbs/02_config.ipynb #a455a2d8
 @functools.cache
 def _adapter(cls) -> TypeAdapter: return TypeAdapter(cls)
 
+# %% ../nbs/02_config.ipynb #acdfa74b
 def build_settings(cls, data, where: str = ""):
     "`data` (a mapping, or None for the defaults) as settings class `cls`; a bad key or value is a one-line StudyError."
     if data is None: data = {}
@@ -188,11 +191,12 @@ def build_settings(cls, data, where: str = ""):
     try: return _adapter(cls).validate_python(data)
     except ValidationError as err: raise StudyError(settings_error(err, cls, where)) from None
 
-# %% ../nbs/02_config.ipynb #17045392
+# %% ../nbs/02_config.ipynb #dbcc0ae3
 def _yaml_value(text: str):
     import yaml
     return yaml.safe_load(text)
 
+# %% ../nbs/02_config.ipynb #6c4eb103
 def _flag_kind(info, name: str) -> dict:
     "argparse arguments of a setting: a switch for a bool, a type or choices for a scalar, YAML text otherwise."
     plain = lambda tp: get_args(tp)[0] if get_origin(tp) is Annotated else tp
@@ -205,6 +209,7 @@ def _flag_kind(info, name: str) -> dict:
     if get_origin(base) is Literal: return dict(choices=list(get_args(base)), type=type(get_args(base)[0]))
     return dict(type=_yaml_value, metavar="YAML")
 
+# %% ../nbs/02_config.ipynb #f19d21f0
 def add_settings_flags(parser, cls, prefix: str = "", only=None):
     "Add one flag per setting of `cls` (or of the names in `only`) to `parser`; dest `prefix.path.to.key`."
     for path, owner, name in settings_leaves(cls):
@@ -247,9 +252,11 @@ def settings_table(cls=None, prefix: str = "") -> str:
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
 
-# %% ../nbs/02_config.ipynb #b375e17a
+# %% ../nbs/02_config.ipynb #e14284b9
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 MAX_NAME = 100   # characters of a study or checkpoint name: each names a folder
+
+# %% ../nbs/02_config.ipynb #f150c06b
 STUDY_JUDGES = ("self", "self_abliterated")   # judges that need the checkpoint under test: only a study can run them
 
 # %% ../nbs/02_config.ipynb #2ca04646
@@ -258,7 +265,7 @@ def judge_names() -> tuple:
     from safety_study.judges import JUDGE_NAMES
     return tuple(dict.fromkeys(JUDGE_NAMES + STUDY_JUDGES))
 
-# %% ../nbs/02_config.ipynb #6a6f1151
+# %% ../nbs/02_config.ipynb #d30409a2
 def judge_options(name: str) -> set | None:
     "The options judge `name` accepts (its constructor's keyword parameters); None when it takes any."
     from safety_study import judges
@@ -269,6 +276,7 @@ def judge_options(name: str) -> set | None:
     if makers[name] is judges.StringJudge: names.discard("name")        # the rule is the judge's name
     return names | ({"path"} if name == "human" else set())
 
+# %% ../nbs/02_config.ipynb #d5bb77a2
 def _check_judge(spec: JudgeSpec, i: int):
     if spec.name not in judge_names():
         raise StudyError(f"judges[{i}]: unknown judge {spec.name!r}; known judges: {list(judge_names())}")
@@ -278,7 +286,7 @@ def _check_judge(spec: JudgeSpec, i: int):
             raise StudyError(f"judges[{i}].{key} ({spec.name} judge, got {one_line(repr(value), 60)}): unknown option;"
                              f" allowed options: {sorted(allowed)}")
 
-# %% ../nbs/02_config.ipynb #fae35cce
+# %% ../nbs/02_config.ipynb #788ba40c
 def _merged(base: dict, override: dict) -> dict:
     "`base` with `override` on top, nested mappings merged key by key."
     out = dict(base)
@@ -286,6 +294,7 @@ def _merged(base: dict, override: dict) -> dict:
         out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
+# %% ../nbs/02_config.ipynb #8370dac1
 def checkpoint_abliteration(cfg: StudyConfig, name: str) -> AbliterationSettings:
     "The abliteration settings of checkpoint `name`: the study's, with the checkpoint's own overrides."
     spec = next(c for c in cfg.checkpoints if c.name == name)

@@ -14,36 +14,43 @@ __all__ = ['notebook_summary', 'reading_order', 'build_docs', 'write_settings_ta
 
 # %% ../nbs/42_docs.ipynb #773c7054
 def notebook_summary(path) -> dict:
-    "Title and one-line purpose of a notebook (its first `# ` heading and the `> ` lines under it, else its first sentence)."
+    "Title and one-line purpose of a notebook: its first `# ` heading and the `> ` quote under it, else a sentence."
     cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
-    lines = [l for c in cells if c["cell_type"] == "markdown" for l in "".join(c["source"]).splitlines()]
-    t = next((i for i, l in enumerate(lines) if l.startswith("# ")), None)
-    title = lines[t][2:].strip() if t is not None else Path(path).stem
-    rest = lines[t + 1:] if t is not None else lines
-    quote = [l.lstrip("> ").strip() for l in rest if l.startswith(">")]
-    para = next((" ".join(g) for g in _paragraphs(rest) if g and not g[0].startswith(("#", ">"))), "")
-    purpose = " ".join(quote) if quote else para.split(". ")[0].rstrip(".") + "."
+    lines = [line for cell in cells if cell["cell_type"] == "markdown"
+             for line in "".join(cell["source"]).splitlines()]
+    title_at = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+    title = lines[title_at][2:].strip() if title_at is not None else Path(path).stem
+    rest = lines[title_at + 1:] if title_at is not None else lines
+    quote = [line.lstrip("> ").strip() for line in rest if line.startswith(">")]
+    prose = [para for para in _paragraphs(rest) if para and not para[0].startswith(("#", ">"))]
+    first_paragraph = " ".join(prose[0]) if prose else ""
+    purpose = " ".join(quote) if quote else first_paragraph.split(". ")[0].rstrip(".") + "."
     return dict(path=Path(path), title=title, purpose=purpose if purpose != "." else "")
 
 def _paragraphs(lines):
     para = []
-    for l in lines:
-        if l.strip(): para.append(l.strip())
-        elif para: yield para; para = []
+    for line in lines:
+        if line.strip():
+            para.append(line.strip())
+        elif para:
+            yield para
+            para = []
     if para: yield para
 
 def reading_order(nbs_dir) -> list[Path]:
     "The numbered stage notebooks in order, then the study notebooks."
     nbs_dir = Path(nbs_dir)
     stages = sorted(p for p in nbs_dir.glob("*.ipynb") if p.name[:2].isdigit())
-    study = sorted((nbs_dir / "study").glob("*.ipynb"), key=lambda p: (p.stem != "checkpoint", p.stem != "aggregate", p.stem))
+    study_order = lambda p: (p.stem != "checkpoint", p.stem != "aggregate", p.stem)
+    study = sorted((nbs_dir / "study").glob("*.ipynb"), key=study_order)
     if not stages: raise StudyError(f"no numbered notebooks in {nbs_dir}; pass the project's nbs/ folder")
     return stages + study
 
 # %% ../nbs/42_docs.ipynb #8c10a85c
 def _index_html(pages: list[dict]) -> str:
     rows = "\n".join(f'<li><a href="{html.escape(p["href"])}">{html.escape(p["title"])}</a>'
-                     f' <code>{html.escape(p["name"])}</code><br><span>{html.escape(p["purpose"])}</span></li>' for p in pages)
+                     f' <code>{html.escape(p["name"])}</code><br><span>{html.escape(p["purpose"])}</span></li>'
+                     for p in pages)
     return ("<!doctype html><html><head><meta charset='utf-8'><title>safety_study notebooks</title><style>"
             "body{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.4}li{margin:.7em 0}"
             "span{color:#444}</style></head><body><h1>safety_study</h1><p>The notebooks in reading order: "
@@ -58,8 +65,9 @@ def build_docs(out="_docs", nbs_dir=None) -> Path:
         rel = nb.relative_to(nbs_dir).with_suffix(".html")
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         render_html(nb, out / rel)
-        s = notebook_summary(nb)
-        pages.append(dict(href=rel.as_posix(), name=nb.relative_to(nbs_dir).as_posix(), title=s["title"], purpose=s["purpose"]))
+        summary = notebook_summary(nb)
+        pages.append(dict(href=rel.as_posix(), name=nb.relative_to(nbs_dir).as_posix(), title=summary["title"],
+                          purpose=summary["purpose"]))
     with atomic_path(out / "index.html") as tmp: tmp.write_text(_index_html(pages), encoding="utf-8")
     return out / "index.html"
 

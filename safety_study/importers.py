@@ -60,10 +60,11 @@ def parse_bool(values: pd.Series, name: str) -> pd.Series:
 # %% ../nbs/32_importers.ipynb #b2d09a2a
 def normalise_labels(labels: pd.Series, name: str) -> pd.Series:
     "Map label cells to 'harmful' / 'harmless' (case-insensitive); anything else raises `StudyError`."
-    s = labels.astype(str).str.strip().str.lower()
-    if bad := sorted(set(s) - {HARMFUL, HARMLESS}):
-        raise StudyError(f"{name}: label values {bad[:5]} are neither {HARMFUL!r} nor {HARMLESS!r}; fix the label column")
-    return s
+    cleaned = labels.astype(str).str.strip().str.lower()
+    if bad := sorted(set(cleaned) - {HARMFUL, HARMLESS}):
+        raise StudyError(f"{name}: label values {bad[:5]} are neither {HARMFUL!r} nor {HARMLESS!r}; "
+                         "fix the label column")
+    return cleaned
 
 # %% ../nbs/32_importers.ipynb #040b7de1
 def item_ids(df: pd.DataFrame) -> pd.Series:
@@ -78,8 +79,10 @@ REFERENCE_CHECKPOINTS = {  # display name → hub id, in the reference's ladder 
     "Raw Data": "locuslab/mix_ift_v4-smollm2-1.7b-all_raw_folders_baseline-600B",
     "Score 0": "locuslab/mix_ift_v4-smollm2-1.7b-score0_only-600B",
     "Score 0 + Rephrase": "locuslab/mix_ift_v4-smollm2-1.7b-score0_mix_rephrased_from_beginning-600B",
-    "Score 0 + Rephrase + Metatags": "locuslab/mix_ift_v4-smollm2-1.7b-score0_mix_rephrased_from_beginning_metadata-600B",
-    "Score 0 + Rephrase + Refusals": "locuslab/mix_ift_v4-smollm2-1.7b-base-score0_mix_rephrase123_with_mild_refusal45-600B",
+    "Score 0 + Rephrase + Metatags": ("locuslab/mix_ift_v4-smollm2-1.7b-score0_mix_rephrased_from_beginning_"
+                                      "metadata-600B"),
+    "Score 0 + Rephrase + Refusals": ("locuslab/mix_ift_v4-smollm2-1.7b-base-score0_mix_rephrase123_with_mild_"
+                                      "refusal45-600B"),
     "Safety Oracle": "locuslab/mix_ift_v9-smollm2-1.7b-score0_rephrase123_mild_ref45_metadata_5p-600B-metamix3p-1k-0",
     "GLM-4": "zai-org/glm-4-9b-chat-hf", "Llama-3.3": "meta-llama/Llama-3.3-70B-Instruct", "Qwen3": "Qwen/Qwen3-14B"}
 REFERENCE_JUDGES = {"openai": "ChatGPT5", "llm-unsloth/gpt-oss-20b-BF16": "GPT-oss"}  # judge-only spellings
@@ -122,7 +125,8 @@ def load_model_names(model_names) -> pd.DataFrame:
     t = t.where(t.notna(), "").astype(str)
     t = t.apply(lambda c: c.map(lambda s: " ".join(s.split())))
     if bad := sorted(set(t["variant"]) - {"", *VARIANTS}):
-        raise StudyError(f"{where}: variant values {bad} are not {list(VARIANTS)}; leave the cell empty to use the spelling rules")
+        raise StudyError(f"{where}: variant values {bad} are not {list(VARIANTS)}; leave the cell empty to use the "
+                         "spelling rules")
     if (t["model"] == "").any() or (t["name"] == "").any():
         raise StudyError(f"{where}: every row needs a model (the name as spelled in the files) and a name")
     t = t.drop_duplicates().reset_index(drop=True)
@@ -161,14 +165,15 @@ _ABLITERATED_RULES = [("X/abliterated", r"(?P<base>.+)/abliterated"),
 def resolve_model(model, names=None) -> tuple[str, str, str]:
     "(checkpoint, variant, rule) of a model name: an explicit row of the names table, else the spelling rules."
     names = _names(names)
-    s = " ".join(str(model).split())
-    if names.get(s, ("", ""))[1]: return *names[s], "names table"
-    base, variant, rule = s, ORIGINAL, "original"
-    if s.endswith("/original"): base, rule = s[: -len("/original")], "X/original"
+    spelling = " ".join(str(model).split())
+    if names.get(spelling, ("", ""))[1]: return *names[spelling], "names table"
+    base, variant, rule = spelling, ORIGINAL, "original"
+    if spelling.endswith("/original"): base, rule = spelling[: -len("/original")], "X/original"
     else:
         for how, pattern in _ABLITERATED_RULES:
-            if m := re.fullmatch(pattern, s, flags=re.IGNORECASE):
-                base, variant, rule = m["base"].strip(), ABLITERATED, how; break
+            if match := re.fullmatch(pattern, spelling, flags=re.IGNORECASE):
+                base, variant, rule = match["base"].strip(), ABLITERATED, how
+                break
     return names.get(base, (base,))[0], variant, rule
 
 # %% ../nbs/32_importers.ipynb #b66cf21e
@@ -259,17 +264,19 @@ def read_summary(df: pd.DataFrame, name: str = "summary") -> pd.DataFrame:
 
 # %% ../nbs/32_importers.ipynb #683cd76b
 def read_wide(df: pd.DataFrame, name: str = "wide", study: str = "reference", judges=None, names=None) -> pd.DataFrame:
-    "Verdict rows from the wide format (one `is_refusal_<judge>` column per judge); judge names go through the names table."
+    "Verdict rows from the wide format (one `is_refusal_<judge>` column per judge), judges resolved by the names table."
     require_columns(df, ["model", "label", "question"], name)
     available = [c[len(WIDE_PREFIX):] for c in df.columns if c.startswith(WIDE_PREFIX)]
     judges = available if judges is None else list(judges)
-    if missing := [x for x in judges if x not in available]:
-        raise StudyError(f"{name}: no column {[WIDE_PREFIX + x for x in missing]}; judge columns present: "
-                         f"{[WIDE_PREFIX + x for x in available]}")
+    if missing := [judge for judge in judges if judge not in available]:
+        raise StudyError(f"{name}: no column {[WIDE_PREFIX + judge for judge in missing]}; judge columns present: "
+                         f"{[WIDE_PREFIX + judge for judge in available]}")
     names = _names(names)
     base = _base(df, name, study, names)
-    return pd.concat([_verdict_rows(base, parse_bool(df[WIDE_PREFIX + x], f"{name}:{WIDE_PREFIX}{x}"),
-                                    resolve_judge(x, names), f"{name}:{WIDE_PREFIX}{x}") for x in judges], ignore_index=True)
+    def judge_rows(judge: str) -> pd.DataFrame:
+        column = f"{name}:{WIDE_PREFIX}{judge}"
+        return _verdict_rows(base, parse_bool(df[WIDE_PREFIX + judge], column), resolve_judge(judge, names), column)
+    return pd.concat([judge_rows(judge) for judge in judges], ignore_index=True)
 
 # %% ../nbs/32_importers.ipynb #7f9fad2f
 def read_user_study(df: pd.DataFrame, judge: str, name: str = "user study", study: str = "reference",
@@ -311,21 +318,23 @@ def combine_summaries(frames: dict) -> pd.DataFrame:
     "Union of canonical summaries (file → table): agreeing repeats kept once, disagreeing ones a `StudyError`."
     if not frames: return pd.DataFrame(columns=SUMMARY_COLUMNS)
     key = ["model", "label", "refusal_judge"]
-    s = pd.concat([f.assign(_file=p) for p, f in frames.items()], ignore_index=True)
-    u = s.drop_duplicates(SUMMARY_COLUMNS)
-    if len(bad := u[u.duplicated(key, keep=False)]):
-        ex = bad.sort_values(key).head(2)[["_file"] + SUMMARY_COLUMNS].to_dict("records")
-        raise StudyError(f"summary files give different counts for {bad.drop_duplicates(key).shape[0]} (model, label, judge) "
-                         f"key(s), e.g. {ex}: they count different prompt sets (or two spellings of one system); "
-                         f"import such files into separate folders, or fix the --model-names table")
-    return u[SUMMARY_COLUMNS].reset_index(drop=True)
+    rows = pd.concat([frame.assign(_file=path) for path, frame in frames.items()], ignore_index=True)
+    distinct = rows.drop_duplicates(SUMMARY_COLUMNS)
+    if len(bad := distinct[distinct.duplicated(key, keep=False)]):
+        examples = bad.sort_values(key).head(2)[["_file"] + SUMMARY_COLUMNS].to_dict("records")
+        raise StudyError(f"summary files give different counts for {bad.drop_duplicates(key).shape[0]} "
+                         f"(model, label, judge) key(s), e.g. {examples}: they count different prompt sets (or two "
+                         f"spellings of one system); import such files into separate folders, or fix the --model-names "
+                         f"table")
+    return distinct[SUMMARY_COLUMNS].reset_index(drop=True)
 
 # %% ../nbs/32_importers.ipynb #c774fe62
 def rename_models(df: pd.DataFrame, names: dict, column: str) -> pd.DataFrame:
     "Apply a names table to `column`: a `model` column is resolved to `checkpoint[/variant]`, any other column by name."
     names, df = _names(names), df.copy()
-    one = (lambda m: model_name(*resolve_model(m, names)[:2])) if column == "model" else (lambda c: names.get(c, (c,))[0])
-    df[column] = df[column].astype(str).map(one)
+    if column == "model": rename = lambda model: model_name(*resolve_model(model, names)[:2])
+    else: rename = lambda value: names.get(value, (value,))[0]
+    df[column] = df[column].astype(str).map(rename)
     return df
 
 # %% ../nbs/32_importers.ipynb #e0c7bb9e
@@ -384,11 +393,12 @@ def read_files(paths, names=None, study: str = "reference") -> dict:
         models += list(df["model"].astype(str))
         if fmt == "summary": summaries[str(p)] = canonical_summary(read_summary(df, str(p)), names)
         elif fmt == "wide":
-            (keyed if {"qid", "prompt_id"} & set(df.columns) else by_text).append(read_wide(df, str(p), study=study, names=names))
+            verdicts = read_wide(df, str(p), study=study, names=names)
+            (keyed if {"qid", "prompt_id"} & set(df.columns) else by_text).append(verdicts)
         else:
-            h = f"human_{len(humans) + 1}"
-            annotated.append(read_user_study(df, h, str(p), study=study, names=names))
-            humans[h] = dict(file=str(p), annotators=sorted(set(df["judge"].astype(str))) if "judge" in df else [])
+            human = f"human_{len(humans) + 1}"
+            annotated.append(read_user_study(df, human, str(p), study=study, names=names))
+            humans[human] = dict(file=str(p), annotators=sorted(set(df["judge"].astype(str))) if "judge" in df else [])
     def cat(fs):
         fs = [f for f in fs if len(f)]
         return pd.concat(fs, ignore_index=True) if fs else pd.DataFrame(columns=JUDGEMENT_COLUMNS)
@@ -401,20 +411,20 @@ def import_files(paths, out_dir, model_names=None, study: str = "reference") -> 
     """Read reference-format files and write `judgements.parquet`, `summary.csv`, `rates.csv`, `models.csv` and
     `import.json` to `out_dir`. Returns (judgements, summary). User-study files become judges human_1, human_2, …"""
     names = name_table(model_names)
-    r = read_files(paths, names, study)
-    judgements, models = r["judgements"], model_table(r["models"], names)
+    read = read_files(paths, names, study)
+    judgements, models = read["judgements"], model_table(read["models"], names)
     pairing = check_pairs(models)
     if len(judgements): check_judgements(judgements, "imported verdicts")
     computed = summary_table(judgements) if len(judgements) else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    summary, conflicts = merge_summaries(combine_summaries(r["summaries"]), computed)
+    summary, conflicts = merge_summaries(combine_summaries(read["summaries"]), computed)
     out = Path(out_dir)
     write_table(judgements, out / "judgements.parquet")
     write_table(summary, out / "summary.csv")
     write_table(tidy_rates(summary, computed), out / "rates.csv")
     write_table(models, out / "models.csv")
-    write_json(manifest(stage="import", study=study, files={str(p): dict(format=r["formats"][str(p)], sha256=file_sha256(p))
-                                                            for p in r["files"]},
-                        human_judges=list(r["humans"]), annotators=r["humans"], model_names=load_model_names(model_names).to_dict("records"),
+    files = {str(p): dict(format=read["formats"][str(p)], sha256=file_sha256(p)) for p in read["files"]}
+    write_json(manifest(stage="import", study=study, files=files, human_judges=list(read["humans"]),
+                        annotators=read["humans"], model_names=load_model_names(model_names).to_dict("records"),
                         order=checkpoint_order(models["checkpoint"]), **pairing, summary_conflicts=conflicts,
                         n_judgements=len(judgements), n_summary_rows=len(summary)), out / "import.json")
     return judgements, summary
@@ -430,7 +440,8 @@ def add_import_arguments(p):
 def pairs_line(out_dir) -> str:
     "One line on the original/abliterated pairs an import found (from its `import.json`)."
     meta = read_json(Path(out_dir) / "import.json", "import record", "import the files again (`safety-study import`)")
-    line = f"{len(meta['pairs'])} of {meta['n_abliterated']} abliterated systems paired with their original: {', '.join(meta['pairs'])}"
+    line = (f"{len(meta['pairs'])} of {meta['n_abliterated']} abliterated systems paired with their original: "
+            f"{', '.join(meta['pairs'])}")
     return line + (f"; unpaired: {meta['unpaired_abliterated']}" if meta["unpaired_abliterated"] else "")
 
 # %% ../nbs/32_importers.ipynb #8a8407df
@@ -440,7 +451,8 @@ def add_cli(subparsers):
                               description="Read summary, wide (is_refusal_<judge>) and user-study annotator files. "
                               "Annotator files become judges human_1, human_2, ... in the order given.")
     p.add_argument("files", nargs="+", help="CSV/parquet files or folders of them")
-    p.add_argument("--out", required=True, help="output folder (judgements.parquet, summary.csv, rates.csv, models.csv, import.json)")
+    p.add_argument("--out", required=True,
+                   help="output folder (judgements.parquet, summary.csv, rates.csv, models.csv, import.json)")
     add_import_arguments(p)
     def run(args):
         j, s = import_files(args.files, args.out, model_names=args.model_names, study=args.study)

@@ -21,11 +21,12 @@ from .core import stable_hash  # noqa: F401 (read from here by scripts/train_def
 from .judge_base import (  # noqa: F401
     Judge, judge_prompt_text, parse_verdict_text, refusal_strings, to_verdict, visible_answer)  # noqa: F401
 from .judge_rules import StringJudge
-from .judge_classifier import (  # noqa: F401
+from safety_study.judge_classifier import (  # noqa: F401
     DEFAULT_JUDGE, DEFAULT_JUDGE_VERSION, EMBEDDING_CLASSIFIER, INTL_REFUSALS, JUDGE_SET, MINILM_SHA256,  # noqa: F401
     RULE_FEATURES, SHAPE_FEATURES, SOFT_REFUSALS, VIEWS, DefaultJudge, EmbeddingJudge, answer_sentences,  # noqa: F401
     answer_views, default_features, embed, embedding_features, embedding_training_set, fit_classifier,  # noqa: F401
-    fit_default_judge, judge_set, judge_set_card, load_encoder, minilm_path, response_views, rule_shape_features)  # noqa: F401
+    fit_default_judge, judge_set, judge_set_card, load_encoder, minilm_path, response_views,  # noqa: F401
+    rule_shape_features)  # noqa: F401
 from safety_study.judge_llm import (  # noqa: F401
     JUDGE_LABELS, LLMJudge, _label_logprobs_joint, common_prefix, label_logprob_bound, label_logprobs,
     prefix_cache)  # noqa: F401

@@ -13,14 +13,14 @@ import pandas as pd
 from .core import LABELS, StudyError, manifest, read_json, read_run_record, render_html, write_json
 from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_hash, load_config,
                                  run_dir as config_run_dir, to_dict)
-from .models import model_fingerprint  # noqa: F401  (`runner.model_fingerprint` in the study notebook)
 from .aggregate import NotebookFailed, run_aggregate, run_study_notebook
+from .pipeline import CheckpointRecord
 from .prompts import DIRECTION, EVAL, default_prompts, load_prompts, split_prompts
 
 # %% auto #0
-__all__ = ['VALIDATION', 'STAGE_RE', 'EXECUTORS', 'study_prompts', 'kl_divergence', 'CheckpointResult', 'checkpoint_parameters',
-           'is_complete', 'resume_source', 'StudyProgress', 'run_checkpoint', 'run_checkpoint_job', 'run_panel',
-           'run_study', 'study_status', 'stage_times', 'add_cli']
+__all__ = ['VALIDATION', 'STAGE_RE', 'EXECUTORS', 'study_prompts', 'CheckpointResult', 'checkpoint_parameters', 'is_complete',
+           'resume_source', 'StudyProgress', 'run_checkpoint', 'run_checkpoint_job', 'run_panel', 'run_study',
+           'study_status', 'stage_times', 'add_cli']
 
 # %% ../nbs/40_runner.ipynb #efeed809
 VALIDATION = "validation"
@@ -65,11 +65,6 @@ def study_prompts(settings: dict, seed: int = 0, n_validation: int = 0, base=Non
             out.loc[idx[-n_validation:], "split"] = VALIDATION
     return out.reset_index(drop=True)
 
-# %% ../nbs/40_runner.ipynb #790e3524
-def kl_divergence(logp, logq):
-    "Per-row KL(p ‖ q) from log-probabilities."
-    return (logp.exp() * (logp - logq)).sum(-1)
-
 # %% ../nbs/40_runner.ipynb #0079a2e1
 @dataclass
 class CheckpointResult:
@@ -80,11 +75,12 @@ class CheckpointResult:
     notebook: str | None = None
     error: str | None = None
 
-# %% ../nbs/40_runner.ipynb #3e30d96c
+# %% ../nbs/40_runner.ipynb #f86d220f
 def _plain(value):
     "`value` as JSON data: tuples become lists."
     return json.loads(json.dumps(value))
 
+# %% ../nbs/40_runner.ipynb #35a15823
 def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
     "papermill parameters of `checkpoint.ipynb` for checkpoint `name`."
     settings = to_dict(cfg)
@@ -115,9 +111,10 @@ def resume_source(run_dir, name: str, config_hash: str) -> Path | None:
                   if (p / "config_hash").exists() and (p / "config_hash").read_bytes().strip() == config_hash.encode()]
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
-# %% ../nbs/40_runner.ipynb #197bb9a1
+# %% ../nbs/40_runner.ipynb #da6973a4
 STAGE_RE = re.compile(r"""timings\[["'](\w+)["']\]\s*=""")
 
+# %% ../nbs/40_runner.ipynb #319ebfdb
 def _seconds(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
@@ -165,7 +162,7 @@ class StudyProgress:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
-# %% ../nbs/40_runner.ipynb #d9936273
+# %% ../nbs/40_runner.ipynb #9fe34007
 def _failed_checkpoint(run_dir: Path, name: str, tmp: Path, started: float, error: Exception) -> CheckpointResult:
     "Move the unfinished folder to `failed/<name>` (its notebook rendered) and say why it failed."
     failed = run_dir / "failed" / name
@@ -179,6 +176,7 @@ def _failed_checkpoint(run_dir: Path, name: str, tmp: Path, started: float, erro
     return CheckpointResult(name, "failed", time.time() - started, str(failed), str(failed / "checkpoint.ipynb"),
                             reason[:500])
 
+# %% ../nbs/40_runner.ipynb #7babfdf4
 def _move_into_place(run_dir: Path, name: str, tmp: Path) -> Path:
     "Rename the finished folder to `run_dir/name`, replacing an older one; drop what failed or killed runs left."
     final = run_dir / name
@@ -310,7 +308,7 @@ def _checkpoint_line(result: CheckpointResult, i: int, n: int) -> str:
     if result.status == "done": return f"{result.name}: done in {_seconds(result.seconds)} ({i}/{n})"
     return f"{result.name}: {result.status} after {_seconds(result.seconds)} ({i}/{n}): {result.error}"
 
-# %% ../nbs/40_runner.ipynb #3a47bba2
+# %% ../nbs/40_runner.ipynb #9d963ed5
 def _run_jobs(cfg, rdir, results, pending, report, *, executor, wait, kernel_name):
     "The pending checkpoints as a submitit job array; with `wait`, each finished job a line of `report`."
     jobs_dir = rdir / "jobs"
@@ -333,6 +331,7 @@ def _run_jobs(cfg, rdir, results, pending, report, *, executor, wait, kernel_nam
             results.append(CheckpointResult(name, "failed", 0.0, str(jobs_dir), None, f"job {job.job_id}: {last}"))
         report.step(_checkpoint_line(results[-1], i, len(pending)))
 
+# %% ../nbs/40_runner.ipynb #51974b37
 def _run_steps(cfg, rdir, names, todo_names, results, pending, report, *, executor, wait, aggregate, figures_dir,
                kernel_name):
     "The body of `run_study`: checkpoints, panel and aggregate, each finished one a line of `report`."
@@ -359,7 +358,7 @@ def _run_steps(cfg, rdir, names, todo_names, results, pending, report, *, execut
                       figures_dir=figures_dir, kernel_name=kernel_name, progress=False)
         report.step(f"aggregate: done in {_seconds(time.time() - started)}")
 
-# %% ../nbs/40_runner.ipynb #a930c418
+# %% ../nbs/40_runner.ipynb #43f2bd6d
 def _slurm_state(rdir: Path, job_id) -> str | None:
     "The SLURM state of a job of this run, or None where submitit cannot tell."
     try:
@@ -367,6 +366,7 @@ def _slurm_state(rdir: Path, job_id) -> str | None:
         return f"job {submitit.SlurmJob(rdir / 'jobs', job_id).state}"
     except Exception: return None
 
+# %% ../nbs/40_runner.ipynb #2a865c15
 def study_status(run_dir) -> pd.DataFrame:
     "One row per checkpoint of a run directory: done / failed / incomplete / submitted, with paths."
     rdir = Path(run_dir)
@@ -409,11 +409,10 @@ def stage_times(run_dir, names) -> pd.DataFrame:
     "Seconds each stage took per checkpoint (from result.json): one row per checkpoint."
     rows = []
     for name in names:
-        path = Path(run_dir) / name / "result.json"
-        if path.exists():
-            result = json.loads(path.read_text())
-            rows.append({"name": name, **{k: round(v, 1) for k, v in result.get("timings_s", {}).items()},
-                         "total": result.get("total_s")})
+        if (Path(run_dir) / name / "result.json").exists():
+            record = CheckpointRecord.read(Path(run_dir) / name)
+            rows.append({"name": name, **{stage: round(seconds, 1) for stage, seconds in record.timings_s.items()},
+                         "total": record.total_s})
     return pd.DataFrame(rows)
 
 # %% ../nbs/40_runner.ipynb #96a61695

@@ -187,7 +187,7 @@ def test_select_direction_table_and_filters(tmp_path):
     assert scores[scores.layer == 0].bypass_score.isna().all()          # zero difference at the embeddings
     assert not scores[scores.layer >= 0.8 * 4].passes.any()
     best = scores[scores.passes].bypass_score.min()
-    assert chosen["bypass_score"] == best and (tmp_path / "sel.parquet").exists()
+    assert chosen.bypass_score == best and (tmp_path / "sel.parquet").exists()
     with pytest.raises(StudyError, match="removed by 'KL < 0.0'") as e:
         select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0, relax=False, positions=2),
                          progress=False)
@@ -195,18 +195,18 @@ def test_select_direction_table_and_filters(tmp_path):
     # relax: the filters are dropped in order and the choice says which; the best remaining bypass wins
     chosen, scores = select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=SelectionSpec(kl_threshold=0.0, positions=2),
                                       progress=False)
-    assert chosen["relaxed"] == "induce, kl" and scores.chosen.sum() == 1
+    assert chosen.relaxed == "induce, kl" and scores.chosen.sum() == 1
     pool = scores[scores.bypass_score.notna() & (scores.layer < 0.8 * 4)]
-    assert chosen["bypass_score"] == pool.bypass_score.min()
+    assert chosen.bypass_score == pool.bypass_score.min()
     relaxed = SelectionSpec(kl_threshold=10.0, induce_threshold=None, positions=2)
-    assert select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=relaxed, progress=False)[0]["relaxed"] is None
+    assert select_direction(m, tk, d, HARM[4:], SAFE[4:], spec=relaxed, progress=False)[0].relaxed is None
 
 
 def test_selection_and_saved_edit_share_one_spec(tmp_path, capsys, monkeypatch):
     "What selection scored and what the saved model got are one EditSpec, recorded once in the manifest."
-    from safety_study import abliterate, selection
+    from safety_study import pipeline, selection
     seen = {}
-    real_select, real_edit = selection.select_direction, abliterate.abliterate_model
+    real_select, real_edit = selection.select_direction, pipeline.abliterate_model
     def spy_select(*a, edit, **kw):
         seen["select"] = edit
         return real_select(*a, edit=edit, **kw)
@@ -214,7 +214,7 @@ def test_selection_and_saved_edit_share_one_spec(tmp_path, capsys, monkeypatch):
         seen["edit"] = spec
         return real_edit(model, r, spec, *a, **kw)
     monkeypatch.setattr(selection, "select_direction", spy_select)
-    monkeypatch.setattr(abliterate, "abliterate_model", spy_edit)
+    monkeypatch.setattr(pipeline, "abliterate_model", spy_edit)   # the edit stage
     _chat_folder(tmp_path)
     rc = cli.main(["abliterate", str(tmp_path / "m"), str(tmp_path / "out"), "--harmful", str(tmp_path / "harm.txt"),
                    "--harmless", str(tmp_path / "safe.txt"), "--select", "--relax", "--n-validation", "2", "--skip-begin", "0",

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safety_study import toy
-from safety_study.abliterate import check_equivalence
+from safety_study.pipeline import check_equivalence
 from safety_study.directions import compute_directions, layer_direction
 from safety_study.edits import EditSpec, abliterate_model
 from safety_study.models import chat_inputs

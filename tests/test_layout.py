@@ -116,3 +116,17 @@ def test_one_model_layer():
     pads = {m for m, t in MODULES.items() for n in ast.walk(t)
             if isinstance(n, ast.FunctionDef) and "pad_left" in n.name}
     assert pads == {"models"}
+
+
+def _long_lines(text: str, limit: int = 120) -> list:
+    "(line number, length) of every line over `limit`, except the first line of the `__all__` list nbdev writes."
+    return [(n, len(line)) for n, line in enumerate(text.splitlines(), 1)
+            if len(line) > limit and not line.startswith("__all__ = [")]
+
+
+def test_exported_lines_fit_120():
+    "Exported modules keep lines to 120 characters; ruff (safety_study/ruff.toml) allows 130 for nbdev's `__all__` only."
+    assert _long_lines("__all__ = ['" + "a" * 125 + "']\nx = 1\n") == []
+    assert _long_lines("y = '" + "b" * 120 + "'\n") == [(1, 126)]
+    long = {p.name: _long_lines(p.read_text()) for p in PKG.glob("*.py") if p.name != "_modidx.py"}
+    assert {name: lines for name, lines in long.items() if lines} == {}, "edit the notebook, then nbdev_export"

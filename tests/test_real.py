@@ -194,8 +194,8 @@ def test_packed_selection_equals_plain_forwards(smol, dirs, split, full_selectio
         within(f"selection: packed vs plain {c}", (scores[c] - plain[c]).abs().max(), bound)
         # the candidates' own scores spread far wider: a packed row that let prompts see each other would show
         beyond(f"selection: spread of {c} over candidates", plain[c].max() - plain[c].min(), bound, 10)
-    assert (chosen["layer"], chosen["position"]) == (plain_chosen["layer"], plain_chosen["position"])
-    within("selection: packed vs plain base_bypass", abs(chosen["base_bypass"] - plain_chosen["base_bypass"]), 4 * delta)
+    assert (chosen.layer, chosen.position) == (plain_chosen.layer, plain_chosen.position)
+    within("selection: packed vs plain base_bypass", abs(chosen.base_bypass - plain_chosen.base_bypass), 4 * delta)
 
 
 def test_pruned_scan_makes_the_full_choice_from_fewer_scores(smol, dirs, split, full_selection):
@@ -203,9 +203,9 @@ def test_pruned_scan_makes_the_full_choice_from_fewer_scores(smol, dirs, split, 
     full_chosen, full = full_selection
     chosen, pruned = select_direction(model, tok, dirs, split[2], split[3], spec=SelectionSpec(relax=True),
                                       progress=False)
-    assert chosen["scan"] == "pruned" and len(pruned) == N_LAYERS + 1
+    assert chosen.scan == "pruned" and len(pruned) == N_LAYERS + 1
     for k in ("layer", "position", "relaxed", "bypass_score", "induce_score", "kl"):
-        assert chosen[k] == full_chosen[k], k
+        assert getattr(chosen, k) == getattr(full_chosen, k), k
     assert pruned.chosen.tolist() == full.chosen.tolist()
     for c in selection.SCORES:                          # what the pruned scan computed is the full scan's number
         have = pruned[c].notna()
@@ -231,7 +231,7 @@ def test_selection_resumes_after_a_failure(smol, dirs, split, full_selection, tm
     chosen, resumed = select_direction(model, tok, dirs, split[2], split[3], spec=spec, table=table, progress=False)
     assert not set(first) & set(again)                               # nothing was scored twice
     assert sorted(set(first) | set(again)) == sorted((l, w) for l in range(1, N_LAYERS + 1) for w in selection.SCORES)
-    assert chosen["resumed"] == 12 and resumed.attrs["resumed"] == 12     # scores read back
+    assert chosen.resumed == 12 and resumed.attrs["resumed"] == 12     # scores read back
     cols = ["layer", "position", "diff_norm", "bypass_score", "induce_score", "kl", "passes", "chosen"]
     pd.testing.assert_frame_equal(resumed[cols], full[cols], check_exact=True)
     assert read_selection_table(table)[0]["chosen"].sum() == 1
