@@ -361,11 +361,6 @@ class Choice:
                              f"{unknown}; pass the dict Choice.to_dict() wrote")
         return cls(**d)
 
-    def __getitem__(self, key: str):
-        "choice['layer'] reads the field, for callers written for the dict this was (use choice.layer)."
-        if key not in {f.name for f in dataclasses.fields(self)}: raise KeyError(key)
-        return getattr(self, key)
-
 # %% ../nbs/13_selection.ipynb #31e03815
 def _chosen(scores, val, relaxed) -> dict:
     c = scores[scores.chosen].iloc[0]
