@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install study study-real test test-real lint docs fetch-smollm2 toy bench bench-real clean-runs
+.PHONY: install study study-real test test-real test-reference real-ladder lint docs fetch-smollm2 toy bench bench-real clean-runs
 
 # Install into .venv: torch first (the local CPU wheel where the machine has one, the normal
 # build elsewhere), then the package with its test extra. Re-runs only when the project files change.
@@ -52,6 +52,15 @@ fetch-smollm2: $(SMOLLM2)
 # Tests that load the real SmolLM2-135M (GGUF conversion, directions, selection, edits, generation).
 test-real: $(VENV)/.installed $(SMOLLM2)
 	SAFETY_STUDY_SMOLLM2=$(SMOLLM2) $(BIN)/pytest -m real
+
+# Checks against the reference study's published files (../shared/reference-results; a user's clone has none,
+# so `make test` leaves them out; SAFETY_STUDY_REFERENCE_RESULTS names another folder).
+test-reference: $(VENV)/.installed
+	$(BIN)/pytest -m reference
+
+# Retrain the real SmolLM2-135M ladder (LoRA rungs) into the package assets, and measure every rung.
+real-ladder: $(VENV)/.installed $(SMOLLM2)
+	$(PY) -m safety_study.ladder --base $(SMOLLM2) --out safety_study/assets/ladder
 
 # The real study: SmolLM2-135M-Instruct, corrected mode with selection and paper mode, figures in figures/real.
 study-real: $(VENV)/.installed $(SMOLLM2)

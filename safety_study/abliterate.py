@@ -14,7 +14,7 @@ from .core import StudyError, file_sha256, manifest, read_json, reading, write_j
 from .arch import get_arch
 from .edits import EditSpec, LEFTOVER_TOL, edit_plan, edit_row, is_exact, orthogonalize_
 from .models import (WEIGHTS_REMEDY, load_causal_lm, load_model_config, local_folder, model_fingerprint,
-                                 safetensors_header)
+                                 model_path, safetensors_header)
 from .pipeline import check_equivalence, residual_check  # noqa: F401  (the proofs, with the edit stage)
 
 # %% auto #0
@@ -239,11 +239,12 @@ def _cli_prompts(args, is_toy: bool, n_validation: int):
 
 # %% ../nbs/14_abliterate.ipynb #30b61b91
 def _save_edit(model, tok, out, direction, edit: EditSpec, *, streaming: bool, overwrite: bool, fields: dict, extra,
-               probe):
-    "Edit in memory (`pipeline.edit_model`, residual check included) and save, or stream the checkpoint on disk."
+               probe, src=None):
+    """Edit in memory (`pipeline.edit_model`, residual check included) and save, or stream the checkpoint on disk
+    (`src`: the folder streamed, default the source model; an adapter's merged folder)."""
     from safety_study.pipeline import EditResult, edit_model
     if streaming:
-        report = abliterate_checkpoint(fields["source"]["model"], out, direction, edit, manifest_fields=fields,
+        report = abliterate_checkpoint(src or fields["source"]["model"], out, direction, edit, manifest_fields=fields,
                                        overwrite=overwrite, extra=extra)
         return EditResult(report)
     result = edit_model(model, direction, edit, tok, probe, residual=True)
@@ -266,8 +267,11 @@ def run_abliterate(args) -> int:
         args.system_prompt = toy.system_prompt(args.model[4:])
     splits = _cli_prompts(args, is_toy, settings.n_validation if settings.select else 0)
     pipeline.kept_directions(work / "directions.safetensors")   # a damaged file fails before the model loads
-    model, tok = load_causal_lm(args.model, dtype=study_flag(args, "dtype"), device=study_flag(args, "device"))
-    print(f"model {args.model}: {get_arch(model).describe()} ({time.time() - t0:.0f} s)")
+    adapter = getattr(args, "adapter", None)      # a LoRA adapter, merged into the model before anything else
+    model, tok = load_causal_lm(args.model, dtype=study_flag(args, "dtype"), device=study_flag(args, "device"),
+                                adapter=adapter)
+    print(f"model {args.model}" + (f" + adapter {adapter}" if adapter else "")
+          + f": {get_arch(model).describe()} ({time.time() - t0:.0f} s)")
     work.mkdir(parents=True, exist_ok=True)
     dirs, cached = pipeline.checkpoint_directions(model, tok, splits, settings, work / "directions.safetensors",
                                                   system_prompt=args.system_prompt, progress=True)
@@ -277,7 +281,8 @@ def run_abliterate(args) -> int:
     choice, _ = pipeline.choose_direction(model, tok, dirs, splits, settings, work / "selection.parquet",
                                           system_prompt=args.system_prompt, progress=True)
     direction = choice.direction(dirs, settings)   # the reference: normalised in bf16
-    fields = dict(source=model_fingerprint(args.model, max_hash_bytes=None), layer=choice.layer,
+    source = model_fingerprint(args.model, max_hash_bytes=None, adapter=adapter)
+    fields = dict(source=source, **({"adapter": source["adapter"]} if adapter else {}), layer=choice.layer,
                   position=choice.position, n_harmful=len(harmful), n_harmless=len(harmless),
                   system_prompt=args.system_prompt, selected=bool(settings.select), edit=edit.to_dict())
     def extra(folder):
@@ -285,14 +290,16 @@ def run_abliterate(args) -> int:
     if args.streaming: model = None              # streaming edits the checkpoint on disk: free the memory
     probe = (splits.pair("validation")[0] or harmful)[:8]
     result = _save_edit(model, tok, out, direction, edit, streaming=args.streaming, overwrite=args.overwrite,
-                        fields=fields, extra=extra, probe=probe)
+                        fields=fields, extra=extra, probe=probe,
+                        src=model_path(args.model, adapter=adapter) if adapter else None)
     shutil.rmtree(work, ignore_errors=True)
     print(f"residual check: {result.summary()}")
     print(f"saved to {out} ({time.time() - t0:.0f} s)")
     return 0
 
 # %% ../nbs/14_abliterate.ipynb #777f9400
-COMMAND_ARGS = ("model", "out", "harmful", "harmless", "streaming", "system_prompt", "overwrite")   # not settings
+COMMAND_ARGS = ("model", "adapter", "out", "harmful", "harmless", "streaming", "system_prompt",
+                "overwrite")   # not settings
 
 def add_cli(subparsers):
     "Add the `abliterate` sub-command: its own arguments, then one flag per setting of the schema."
@@ -303,6 +310,8 @@ def add_cli(subparsers):
                                           "flags are the study config's abliteration keys (README: Settings).")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("out", metavar="OUT")
+    p.add_argument("--adapter", metavar="ADAPTER", default=None,
+                   help="LoRA adapter merged into MODEL first: a folder or a shipped rung (assets/ladder)")
     p.add_argument("--harmful", metavar="FILE", help="harmful prompts (.txt/.csv/.parquet/.json/.jsonl)")
     p.add_argument("--harmless", metavar="FILE", help="harmless prompts")
     p.add_argument("--streaming", action="store_true", help="edit the safetensors checkpoint tensor by tensor on disk")

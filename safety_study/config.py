@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 from pydantic import Field, TypeAdapter, ValidationError
 
 from .core import StudyError, one_line, read_yaml, reading, stable_hash
-from .models import check_model_files, resolve_source
+from .models import adapter_fingerprint, check_adapter, check_model_files, resolve_source
 from .edits import (PAPER_EDIT, Bool, EditSpec, Int, Number, allowed_values, is_settings, settings_dataclass,
                                 settings_error)
 from .selection import SelectionSpec
@@ -30,6 +30,8 @@ class CheckpointSpec:
     "One rung of the ladder."
     name: Annotated[str, Field(description="display name, also the run sub-directory")]
     model: Annotated[str, Field(description="HF id, local folder, .gguf file, or toy:<name> for the toy ladder")]
+    adapter: Annotated[str | None, Field(description="LoRA adapter merged into `model` at load: a folder or a shipped "
+                                                     "rung name (safety_study/assets/ladder)")] = None
     revision: Annotated[str | None, Field(description="Hub revision (branch, tag or commit)")] = None
     group: Annotated[str | None, Field(description="family, for plotting order and colour")] = None
     pair: Annotated[str | None, Field(description="name of a checkpoint this one is compared with")] = None
@@ -329,7 +331,9 @@ def _check_checkpoint(index: int, spec: CheckpointSpec, seen: set, base: Path | 
     if spec.name in seen:
         raise StudyError(f"{where}: duplicate display name {spec.name!r}; each checkpoint needs its own name")
     seen.add(spec.name)
-    try: check_model_files(resolve_source(spec.model, base))  # toy names, local paths and GGUF files exist and open
+    try:
+        check_model_files(resolve_source(spec.model, base))  # toy names, local paths and GGUF files exist and open
+        if spec.adapter is not None: check_adapter(spec.adapter, spec.model, base, spec.revision)  # loads no model
     except StudyError as e: raise StudyError(f"{where}: {e}") from None
 
 # %% ../nbs/02_config.ipynb #843bb349
@@ -433,11 +437,13 @@ def run_dir(cfg: StudyConfig) -> Path:
 
 # %% ../nbs/02_config.ipynb #69b42c91
 def checkpoint_hash(cfg: StudyConfig, name: str) -> str:
-    "Hash of every setting that shapes checkpoint `name`'s outputs."
+    "Hash of every setting that shapes checkpoint `name`'s outputs (and of its adapter's weights, if any)."
     spec = next((c for c in cfg.checkpoints if c.name == name), None)
     if spec is None:
         raise StudyError(f"no checkpoint {name!r} in study {cfg.name!r}; known: {[c.name for c in cfg.checkpoints]}")
-    d = to_dict(cfg)
-    return stable_hash({"checkpoint": dataclasses.asdict(spec), "study": cfg.name, "seed": cfg.seed,
+    d, checkpoint = to_dict(cfg), dataclasses.asdict(spec)
+    if spec.adapter is None: del checkpoint["adapter"]   # the hash of a plain checkpoint is what it always was
+    else: checkpoint["adapter_sha256"] = adapter_fingerprint(spec.adapter, base_dir(cfg))["sha256"]
+    return stable_hash({"checkpoint": checkpoint, "study": cfg.name, "seed": cfg.seed,
                         "prompts": d["prompts"], "abliteration": d["abliteration"], "generation": d["generation"],
                         "judges": d["judges"], "device": cfg.device, "dtype": cfg.dtype}, n=16)

@@ -144,8 +144,8 @@ def _is_toy(model) -> bool:
 
 class LLMJudge(Judge):
     "A causal LM as judge: label log-probabilities in one forward pass, generation + parser as fallback."
-    def __init__(self, model=None, tokenizer=None, *, name: str = "llm", prompt: str = "auto",
-                 max_response_tokens: int = 512, batch_size: int = 8, method: str = "logits",
+    def __init__(self, model=None, tokenizer=None, *, adapter: str | None = None, name: str = "llm",
+                 prompt: str = "auto", max_response_tokens: int = 512, batch_size: int = 8, method: str = "logits",
                  min_label_prob: float = 0.01, max_new_tokens: int = 10, system_prompt: str | None = None,
                  chat_template_kwargs: dict | None = None, device: str = "auto", dtype="auto",
                  share_prefix: bool = True):
@@ -153,17 +153,21 @@ class LLMJudge(Judge):
             raise StudyError(f"method must be 'logits' or 'generate', got {method!r}")
         # a bad instruction fails before a model loads
         template = None if prompt == "auto" else judge_prompt_text(prompt)
+        if adapter is not None and not (model is None or isinstance(model, (str, Path))):
+            raise StudyError("an LLM judge's adapter is merged into a named model: pass model as a name or path, or "
+                             "merge the adapter into the loaded model first")
         if model is None or isinstance(model, (str, Path)):
             from safety_study.models import load_causal_lm
             if model is None:  # offline default: the toy ladder's judge checkpoint
                 from safety_study import toy
                 model = f"toy:{toy.judge_checkpoint()}"
-            model, tok = load_causal_lm(str(model), dtype=dtype, device=device)  # HF id, folder, .gguf or toy:NAME
+            model, tok = load_causal_lm(str(model), dtype=dtype, device=device,  # HF id, folder, .gguf or toy:NAME
+                                        adapter=adapter)                      # a LoRA adapter merged in first
             tokenizer = tokenizer or tok
         elif tokenizer is None:
             raise StudyError("an LLM judge given a loaded model also needs its tokenizer: pass tokenizer=...")
         if template is None: template = judge_prompt_text("short" if _is_toy(model) else "reference")
-        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.model, self.tokenizer, self.name, self.adapter = model, tokenizer, name, adapter
         self.method, self.share_prefix = method, share_prefix
         self.template = template
         self.max_response_tokens, self.batch_size = max_response_tokens, batch_size
@@ -176,7 +180,8 @@ class LLMJudge(Judge):
     def identity(self):
         m = self.model
         src = str(getattr(m, "name_or_path", "") or getattr(getattr(m, "config", None), "_name_or_path", ""))
-        return dict(super().identity(), model=src, prompt_sha256=stable_hash(self.template, 16), method=self.method,
+        return dict(super().identity(), model=src, **({"adapter": str(self.adapter)} if self.adapter else {}),
+                    prompt_sha256=stable_hash(self.template, 16), method=self.method,
                     max_response_tokens=self.max_response_tokens)
 
     def _truncate(self, response: str):

@@ -4,20 +4,23 @@
 
 # %% ../nbs/03_models.ipynb #43f0d691
 from __future__ import annotations
-import json, os, shutil, struct, warnings
+import hashlib, json, os, shutil, struct, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .core import (StudyError, atomic_path, file_sha256, manifest, one_line, package_file, read_json,
-                               resolve_device, resolve_dtype, write_json)
+                               resolve_device, resolve_dtype, stable_hash, write_json)
 
 # %% auto #0
-__all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'FINGERPRINT_SUFFIXES', 'SMOLLM2_WHEEL', 'ModelSource',
-           'toy_root', 'looks_local', 'resolve_source', 'cache_dir', 'gguf_header', 'check_gguf', 'convert_gguf',
-           'safetensors_header', 'check_model_files', 'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device',
-           'hub_snapshot', 'local_folder', 'model_fingerprint', 'load_model_config', 'load_encoder_model',
+__all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'FINGERPRINT_SUFFIXES', 'ADAPTER_FILES', 'ADAPTER_REMEDY',
+           'MISMATCH_WARNINGS', 'SMOLLM2_WHEEL', 'ModelSource', 'toy_root', 'looks_local', 'resolve_source',
+           'cache_dir', 'gguf_header', 'check_gguf', 'convert_gguf', 'safetensors_header', 'check_model_files',
+           'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device', 'hub_snapshot', 'local_folder',
+           'model_fingerprint', 'ladder_root', 'shipped_adapters', 'resolve_adapter', 'adapter_sha256',
+           'adapter_config', 'adapter_card', 'folder_sha256', 'base_sha256', 'check_adapter', 'merge_lora',
+           'merged_dir', 'merge_adapter', 'adapter_fingerprint', 'load_model_config', 'load_encoder_model',
            'chat_token_rows', 'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2']
 
 # %% ../nbs/03_models.ipynb #fc28fd3a
@@ -229,8 +232,11 @@ def check_model_files(src: ModelSource, *, tokenizer: bool = True, weights: bool
     return src
 
 # %% ../nbs/03_models.ipynb #3af13788
-def load_tokenizer(spec, *, revision=None, trust_remote_code=False, base=None):
-    "The tokenizer of a model name, with left padding and a pad token."
+def load_tokenizer(spec, *, revision=None, trust_remote_code=False, base=None, adapter=None):
+    "The tokenizer of a model name (with `adapter`: the merged folder's, the base's), left padding, a pad token."
+    if adapter is not None:
+        spec = merge_adapter(spec, adapter, base=base, revision=revision, trust_remote_code=trust_remote_code)
+        base = revision = None
     src = check_model_files(resolve_source(spec, base), weights=False)
     path = convert_gguf(src) if src.kind == "gguf" else src.path
     tok = _load_tokenizer(path, revision=revision, trust_remote_code=trust_remote_code)
@@ -238,10 +244,15 @@ def load_tokenizer(spec, *, revision=None, trust_remote_code=False, base=None):
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
+
 # %% ../nbs/03_models.ipynb #e8183b16
 def load_causal_lm(spec, *, dtype="auto", device: str = "auto", revision=None, trust_remote_code: bool = False,
-                   base=None):
-    "(model, tokenizer) of an HF id, local folder, `.gguf` file or `toy:NAME`, ready for left-padded batches."
+                   base=None, adapter=None):
+    """(model, tokenizer) of an HF id, local folder, `.gguf` file or `toy:NAME`, ready for left-padded batches;
+    `adapter`: a LoRA adapter (folder or shipped rung) merged into the model first (`merge_adapter`)."""
+    if adapter is not None:
+        spec = merge_adapter(spec, adapter, base=base, revision=revision, trust_remote_code=trust_remote_code)
+        base = revision = None
     src = check_model_files(resolve_source(spec, base), tokenizer=False)
     path = convert_gguf(src) if src.kind == "gguf" else src.path
     device = resolve_device(device)
@@ -250,11 +261,14 @@ def load_causal_lm(spec, *, dtype="auto", device: str = "auto", revision=None, t
                              trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tok
 
+
 # %% ../nbs/03_models.ipynb #b41770b9
-def model_path(spec, base=None) -> str:
-    "The folder or Hub id that `load_causal_lm(spec)` loads (a GGUF's converted folder)."
+def model_path(spec, base=None, adapter=None) -> str:
+    "The folder or Hub id that `load_causal_lm(spec, adapter=adapter)` loads (a GGUF's converted, an adapter's merged)."
+    if adapter is not None: return str(merge_adapter(spec, adapter, base=base))
     src = resolve_source(spec, base)
     return str(convert_gguf(src)) if src.kind == "gguf" else src.path
+
 
 # %% ../nbs/03_models.ipynb #97c4cf2e
 def model_device(model) -> torch.device:
@@ -285,10 +299,13 @@ def local_folder(spec, base=None, revision: str | None = None) -> Path:
 # %% ../nbs/03_models.ipynb #5b7cf5f7
 FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json")
 
-def model_fingerprint(spec, revision: str | None = None, base=None, max_hash_bytes: int | None = 4 << 30) -> dict:
+def model_fingerprint(spec, revision: str | None = None, base=None, max_hash_bytes: int | None = 4 << 30,
+                      adapter=None) -> dict:
     """What identifies a model's weights: the name, the local folder (a cached Hub snapshot's name is its revision),
-    the weights' bytes and sha256 of each weight, config and tokenizer file; `local: False` for an uncached Hub id."""
+    the weights' bytes and sha256 of each weight, config and tokenizer file; `local: False` for an uncached Hub id.
+    With `adapter`, the base's fingerprint and the adapter's (`adapter_fingerprint`) under `adapter`."""
     out = {"model": str(spec), "revision": revision, "local": False}
+    if adapter is not None: out["adapter"] = adapter_fingerprint(adapter, base)
     src = resolve_source(spec, base)
     if src.kind == "hub" and hub_snapshot(src.path, revision) is None: return out
     folder = local_folder(spec, base, revision)
@@ -301,6 +318,182 @@ def model_fingerprint(spec, revision: str | None = None, base=None, max_hash_byt
     out["files"] = {f.name: f"size {weights[f.name]}" if capped and f.name in weights else file_sha256(f)
                     for f in files}
     return out
+
+# %% ../nbs/03_models.ipynb #4936ac19
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_REMEDY = "save the adapter again with peft's save_pretrained, or pass the folder that holds it"
+
+def ladder_root() -> Path:
+    "Folder of the shipped LoRA adapters, one folder per rung of the ladder (`safety_study/assets/ladder/<rung>`)."
+    return package_file("assets", "ladder")
+
+def shipped_adapters() -> list[str]:
+    "Names of the shipped rungs: the folders of `ladder_root()` that hold an adapter_config.json."
+    root = ladder_root()
+    return sorted(p.name for p in root.iterdir() if (p / ADAPTER_FILES[0]).is_file()) if root.is_dir() else []
+
+def _plain_name(spec: str) -> bool:
+    "A rung name rather than a path: no separator, no leading '.' or '~'."
+    return not spec.startswith((".", "~")) and "/" not in spec and os.sep not in spec
+
+def resolve_adapter(spec, base=None) -> Path:
+    """The folder of a LoRA adapter: a shipped rung's name, or a folder (relative paths read from `base`) holding
+    peft's adapter_config.json and adapter_model.safetensors; `StudyError` naming what is missing."""
+    spec = str(spec)
+    p = Path(spec).expanduser()
+    if not p.is_absolute() and base is not None: p = Path(base) / p
+    if _plain_name(spec) and (ladder_root() / spec).is_dir(): p = ladder_root() / spec   # a shipped rung
+    elif not _exists(p):
+        if _plain_name(spec):
+            raise StudyError(f"unknown adapter {spec!r}: neither a folder nor a shipped rung; the shipped rungs are "
+                             f"{shipped_adapters()} (safety_study/assets/ladder); pass one of them or a folder")
+        raise StudyError(f"adapter folder {spec!r} does not exist (resolved to {p}); fix the path or name a shipped "
+                         f"rung {shipped_adapters()}")
+    if not p.is_dir():
+        raise StudyError(f"adapter {spec!r} ({p}) is a file: pass the folder that peft's save_pretrained wrote")
+    for name in ADAPTER_FILES:
+        if not (p / name).is_file():
+            raise StudyError(f"adapter folder {p} has no {name} (a LoRA adapter folder holds "
+                             f"{' and '.join(ADAPTER_FILES)}): {ADAPTER_REMEDY}")
+    return p.resolve()
+
+# %% ../nbs/03_models.ipynb #147a88ef
+def adapter_sha256(adapter_dir) -> str:
+    "sha256 of an adapter's weights (adapter_model.safetensors): what names the adapter in caches and records."
+    return file_sha256(Path(adapter_dir) / ADAPTER_FILES[1])
+
+def adapter_config(adapter_dir) -> dict:
+    "The peft config of an adapter folder, once its weights' header has been read; `StudyError` if either is damaged."
+    p = Path(adapter_dir)
+    cfg = read_json(p / ADAPTER_FILES[0], "adapter config", ADAPTER_REMEDY)
+    if not isinstance(cfg, dict) or str(cfg.get("peft_type", "")).upper() != "LORA":
+        got = cfg.get("peft_type") if isinstance(cfg, dict) else type(cfg).__name__
+        raise StudyError(f"{p / ADAPTER_FILES[0]} is not a LoRA adapter config (peft_type {got!r}): only LoRA "
+                         "adapters are merged; pass a LoRA adapter folder")
+    try: safetensors_header(p / ADAPTER_FILES[1])
+    except StudyError as e: raise StudyError(f"adapter {p}: {e}".replace(WEIGHTS_REMEDY, ADAPTER_REMEDY)) from None
+    return cfg
+
+def adapter_card(adapter_dir) -> dict:
+    "The adapter's card.json (rung, base file and sha256, how it was trained), or {} when it has none."
+    path = Path(adapter_dir) / "card.json"
+    if not path.exists(): return {}
+    card = read_json(path, "adapter card", "fix card.json or remove it")
+    if not isinstance(card, dict): raise StudyError(f"{path} is not a JSON object: fix card.json or remove it")
+    return card
+
+# %% ../nbs/03_models.ipynb #f08e7d79
+def folder_sha256(folder) -> str:
+    """What identifies a model folder's weights: the sha256 of its one weights file, or of the list of its weight
+    files' sha256 when there are several; a converted GGUF folder is identified by its GGUF file's sha256."""
+    folder = Path(folder)
+    if (folder / "manifest.json").is_file():
+        try: info = read_json(folder / "manifest.json", "model manifest")
+        except StudyError: info = None
+        if isinstance(info, dict) and info.get("kind") == "converted GGUF" and info.get("gguf_sha256"):
+            return str(info["gguf_sha256"])
+    weights = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in (".safetensors", ".bin"))
+    if not weights: raise StudyError(f"{folder} holds no weights (*.safetensors or *.bin): {WEIGHTS_REMEDY}")
+    if len(weights) == 1: return file_sha256(weights[0])
+    return hashlib.sha256("".join(f"{file_sha256(f)}  {f.name}\n" for f in weights).encode()).hexdigest()
+
+def base_sha256(spec, base=None, revision: str | None = None) -> str | None:
+    "The sha256 that identifies a base model: a GGUF file's, else its folder's (`folder_sha256`); None: Hub, uncached."
+    src = resolve_source(spec, base)
+    if src.kind == "gguf": return file_sha256(Path(src.path) / src.gguf_file)
+    if src.kind != "hub": return folder_sha256(src.path)
+    snapshot = hub_snapshot(src.path, revision)
+    return None if snapshot is None else folder_sha256(snapshot)
+
+def _check_base(adapter_dir, adapter, spec, have: str | None):
+    "`StudyError` when the adapter's card names a base sha256 other than `have` (the base's; None: not known)."
+    made_for = adapter_card(adapter_dir).get("base")
+    want = made_for.get("sha256") if isinstance(made_for, dict) else None
+    if want and have is not None and str(want).lower() != have:
+        raise StudyError(f"adapter {adapter} was made for base {made_for.get('file') or '?'} (sha256 "
+                         f"{str(want)[:16]}…), not for {spec} (sha256 {have[:16]}…): name that base as the model, or "
+                         "use an adapter made for this one")
+
+def check_adapter(adapter, spec, base=None, revision: str | None = None) -> Path:
+    """The folder of `adapter` for base model `spec`, checked without loading any model: both files open, and when
+    its card.json names a base sha256 and the base is local, the base has it."""
+    adapter_dir = resolve_adapter(adapter, base)
+    adapter_config(adapter_dir)
+    _check_base(adapter_dir, adapter, spec, base_sha256(spec, base, revision))
+    return adapter_dir
+
+# %% ../nbs/03_models.ipynb #6b279b00
+MISMATCH_WARNINGS = ("missing adapter keys", "inconsistency was discovered")   # peft's warnings of a partial load
+
+def _adapter_mismatch(adapter, spec, detail) -> StudyError:
+    return StudyError(f"adapter {adapter} does not fit base model {spec}: {one_line(detail, 240)} — it was made for "
+                      "another model, or its adapter_config.json does not match its weights; pass the base it was "
+                      "trained on, or an adapter made for this one")
+
+def merge_lora(model, adapter_dir, *, adapter=None, spec=None):
+    """`model` with the LoRA adapter of `adapter_dir` merged into its weights (peft's `PeftModel.from_pretrained`,
+    then `merge_and_unload`): a plain model of the base's class. A rank, shape or module mismatch is a `StudyError`."""
+    from peft import PeftModel
+    adapter, spec = adapter or adapter_dir, spec or model.config.name_or_path
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try: lora = PeftModel.from_pretrained(model, str(adapter_dir))
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            lines = [s.strip() for s in str(e).splitlines() if "size mismatch" in s]
+            raise _adapter_mismatch(adapter, spec, lines[0] if lines else str(e) or type(e).__name__) from None
+    partial = [str(w.message) for w in caught if any(m in str(w.message) for m in MISMATCH_WARNINGS)]
+    if partial: raise _adapter_mismatch(adapter, spec, partial[0])
+    stored = sum("lora_" in k for k in safetensors_header(Path(adapter_dir) / ADAPTER_FILES[1])[0])
+    loaded = sum("lora_" in name for name, _ in lora.named_parameters())
+    if stored > loaded:
+        raise _adapter_mismatch(adapter, spec, f"{stored - loaded} of its {stored} LoRA tensors match no module")
+    return lora.merge_and_unload().eval()
+
+# %% ../nbs/03_models.ipynb #a931d48d
+def merged_dir(base_sha: str, adapter_sha: str) -> Path:
+    "The cache folder of a base (by its sha256) with an adapter (by its weights' sha256) merged in."
+    return cache_dir() / "merged" / stable_hash({"base": base_sha, "adapter": adapter_sha}, 16)
+
+def merge_adapter(spec, adapter, *, base=None, revision: str | None = None, trust_remote_code: bool = False) -> Path:
+    """The model folder of base `spec` with LoRA `adapter` merged in (fp32, the base's tokenizer), cached in
+    `merged_dir`: every loader reads it as an ordinary folder. `StudyError` if the adapter does not fit the base."""
+    import tempfile
+    adapter_dir = resolve_adapter(adapter, base)
+    adapter_config(adapter_dir)
+    check_model_files(resolve_source(spec, base))
+    have = base_sha256(spec, base, revision)
+    if have is None: local_folder(spec, base, revision)   # names the uncached Hub id
+    _check_base(adapter_dir, adapter, spec, have)
+    sha = adapter_sha256(adapter_dir)
+    out = merged_dir(have, sha)
+    try: done = read_json(out / "manifest.json", "merged model's manifest") if (out / "manifest.json").exists() else {}
+    except StudyError: done = {}  # a damaged cache entry is merged again
+    if isinstance(done, dict) and (done.get("base_sha256"), done.get("adapter_sha256")) == (have, sha): return out
+    folder = local_folder(spec, base, revision)
+    model = _from_pretrained(str(folder), dtype=torch.float32, trust_remote_code=trust_remote_code)
+    tok = _load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+    merged = merge_lora(model, adapter_dir, adapter=adapter, spec=spec)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        merged.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_json(manifest(kind="merged LoRA adapter", base=str(spec), base_path=str(folder), base_sha256=have,
+                            adapter=str(adapter), adapter_path=str(adapter_dir), adapter_sha256=sha,
+                            card=adapter_card(adapter_dir), dtype="float32"), tmp / "manifest.json")
+        os.chmod(tmp, 0o755)
+        if out.exists(): shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+    return out
+
+# %% ../nbs/03_models.ipynb #1b912662
+def adapter_fingerprint(adapter, base=None) -> dict:
+    "What identifies an adapter in a record: its name, its folder, its weights' sha256 and its card's rung."
+    adapter_dir = resolve_adapter(adapter, base)
+    return {"adapter": str(adapter), "path": str(adapter_dir), "sha256": adapter_sha256(adapter_dir),
+            "rung": adapter_card(adapter_dir).get("rung")}
 
 # %% ../nbs/03_models.ipynb #5eb6a571
 def load_model_config(path, *, revision=None, trust_remote_code: bool = False):

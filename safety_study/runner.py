@@ -86,7 +86,8 @@ def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
     settings = to_dict(cfg)
     spec = next(c for c in settings["checkpoints"] if c["name"] == name)
     base = base_dir(cfg)
-    return dict(study=cfg.name, checkpoint=name, model=spec["model"], revision=spec["revision"],
+    return dict(study=cfg.name, checkpoint=name, model=spec["model"], adapter=spec["adapter"],
+                revision=spec["revision"],
                 trust_remote_code=spec["trust_remote_code"], system_prompt=spec["system_prompt"],
                 prompts=settings["prompts"], abliteration=_plain(asdict(checkpoint_abliteration(cfg, name))),
                 generation=settings["generation"],
@@ -234,10 +235,10 @@ def run_panel(cfg: StudyConfig, rdir, progress: bool = True) -> list[Path]:
         path = rdir / "panel" / f"{c.name}.parquet"
         done = path.with_suffix(".json")
         if not (path.exists() and done.exists() and json.loads(done.read_text()).get("key") == key):
-            judge = J.make_judge("llm", model=model_path(c.model, base_dir(cfg)), name=f"llm:{c.name}",
-                                 device=cfg.device, dtype=cfg.dtype)
+            judge = J.make_judge("llm", model=model_path(c.model, base_dir(cfg), adapter=c.adapter),
+                                 name=f"llm:{c.name}", device=cfg.device, dtype=cfg.dtype)
             write_table(J.run_judges(responses, [judge], progress=progress), path)
-            write_json({"key": key, "judge": f"llm:{c.name}", "model": c.model}, done)
+            write_json({"key": key, "judge": f"llm:{c.name}", "model": c.model, "adapter": c.adapter}, done)
             del judge
         out.append(path)
     return out
