@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install study study-real test test-real test-reference real-ladder lint docs fetch-smollm2 toy bench bench-real clean-runs
+.PHONY: install study study-real ladders test test-real test-reference real-ladder lint docs fetch-smollm2 toy bench bench-real clean-runs
 
 # Install into .venv: torch first (the local CPU wheel where the machine has one, the normal
 # build elsewhere), then the package with its test extra. Re-runs only when the project files change.
@@ -65,6 +65,13 @@ real-ladder: $(VENV)/.installed $(SMOLLM2)
 # The real study: SmolLM2-135M-Instruct, corrected mode with selection and paper mode, figures in figures/real.
 study-real: $(VENV)/.installed $(SMOLLM2)
 	$(BIN)/safety-study run configs/smollm2-135m.yaml --figures figures/real
+
+# The three ladders side by side (figures/real/ladders.png): the real ladder's run beside the toy ladder's
+# (`make study` first) and, where the reference's published files are (REFERENCE_RESULTS), its SmolLM2-1.7B ladder.
+REFERENCE_RESULTS ?= ../shared/reference-results
+ladders: $(VENV)/.installed
+	$(BIN)/safety-study aggregate runs/smollm2-135m --compare runs/toy \
+	  $(if $(wildcard $(REFERENCE_RESULTS)),--reference $(REFERENCE_RESULTS)) --figures figures/real
 
 # HTML of every notebook under _docs/ (nbconvert, offline), with an index in reading order.
 docs: $(VENV)/.installed

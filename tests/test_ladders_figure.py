@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safety_study import aggregate as A
+from safety_study import aggregate as A, cli
 from safety_study import figures as F
 from safety_study.importers import import_files
 from safety_study.core import ABLITERATED, HARMFUL, HARMLESS, ORIGINAL, StudyError, write_json, write_table
@@ -157,7 +157,7 @@ def test_plot_ladders_one_panel_per_ladder_on_one_axis(three_ladders, tmp_path):
     low, high = axes[0].get_ylim()
     assert low <= 0 and 1 <= high <= 1.1
     assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes[1:])
-    ticks = [[t.get_text().replace("\n", " ") for t in ax.get_xticklabels()] for ax in axes]
+    ticks = [[t.get_text().replace("-\n", "-").replace("\n", " ") for t in ax.get_xticklabels()] for ax in axes]
     assert ticks == [TOY_RUNGS, SMOLLM2_RUNGS, ["SmolLM2", "Raw Data"]]
     # the toy panel's harmful original line: the rates, left to right in ladder order
     original_harmful = [line for line in axes[0].lines if line.get_linestyle() == "-" and line.get_xdata()[0] < 0]
@@ -183,9 +183,8 @@ def test_aggregate_notebook_draws_ladders_only_when_given(toy_run, tmp_path):
     demo = A.demo_run(tmp_path / "demo")
     A.demo_reference(tmp_path / "reference")
     base = dict(run_dir=str(demo), n_boot=20)
-    A.run_study_notebook("aggregate", tmp_path / "with", base | dict(
-        out_dir=str(tmp_path / "with"), compare_runs=[str(toy_run)], reference_dir=str(tmp_path / "reference")),
-        progress=False)
+    assert cli.main(["aggregate", str(demo), "--out", str(tmp_path / "with"), "--n-boot", "20",
+                     "--compare", str(toy_run), "--reference", str(tmp_path / "reference")]) == 0
     A.run_study_notebook("aggregate", tmp_path / "without", base | dict(out_dir=str(tmp_path / "without")),
                          progress=False)
     assert (tmp_path / "with" / "figures" / "ladders.png").exists()
@@ -199,3 +198,11 @@ def test_aggregate_notebook_draws_ladders_only_when_given(toy_run, tmp_path):
     nb = json.loads((without / "aggregate.ipynb").read_text())
     assert any("nothing to draw beside this one" in "".join(o.get("text", "")) for c in nb["cells"]
                for o in c.get("outputs", []))
+
+
+def test_aggregate_names_a_missing_ladder_before_it_starts(toy_run, tmp_path, capsys):
+    demo = A.demo_run(tmp_path / "demo")
+    assert cli.main(["aggregate", str(demo), "--compare", str(tmp_path / "not-aggregated")]) != 0
+    assert "aggregate that run first" in capsys.readouterr().err
+    assert cli.main(["aggregate", str(demo), "--compare", str(toy_run), "--reference", str(tmp_path / "no")]) != 0
+    assert "--reference" in capsys.readouterr().err and not (demo / "aggregate").exists()
