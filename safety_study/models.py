@@ -21,7 +21,7 @@ __all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'FINGERPRINT_SUF
            'model_fingerprint', 'ladder_root', 'shipped_adapters', 'resolve_adapter', 'adapter_sha256',
            'adapter_config', 'adapter_card', 'folder_sha256', 'base_sha256', 'check_adapter', 'merge_lora',
            'merged_dir', 'merge_adapter', 'adapter_fingerprint', 'load_model_config', 'load_encoder_model',
-           'chat_token_rows', 'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2']
+           'chat_token_rows', 'chat_texts', 'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2']
 
 # %% ../nbs/03_models.ipynb #fc28fd3a
 @dataclass(frozen=True)
@@ -524,6 +524,16 @@ def chat_token_rows(tokenizer, prompts, system_prompt: str | None = None, chat_t
     texts = tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=False,
                                           chat_template=chat_template, **(template_kwargs or {}))
     return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+# %% ../nbs/03_models.ipynb #a6054d05
+def chat_texts(tokenizer, conversations, add_generation_prompt: bool = False, chat_template: str | None = None,
+               template_kwargs: dict | None = None) -> list[str]:
+    "Each conversation (a list of role/content messages) as text, rendered by the tokenizer's chat template."
+    if chat_template is None and getattr(tokenizer, "chat_template", None) is None:
+        raise StudyError("the tokenizer has no chat template: load a chat/instruct model's tokenizer, or pass "
+                         "chat_template='...jinja...'")
+    return list(tokenizer.apply_chat_template(list(conversations), add_generation_prompt=add_generation_prompt,
+                                              tokenize=False, chat_template=chat_template, **(template_kwargs or {})))
 
 # %% ../nbs/03_models.ipynb #b2a578f2
 def pad_id_of(tokenizer) -> int:

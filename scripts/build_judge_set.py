@@ -33,7 +33,13 @@ from judge_set_written import written_items  # noqa: E402
 
 from safety_study.core import atomic_path, file_sha256, package_file, stable_hash  # noqa: E402
 from safety_study.judges import rule_label  # noqa: E402
-from safety_study.prompts import default_prompts  # noqa: E402
+from safety_study.prompts import load_prompts  # noqa: E402
+
+
+def default_prompts():
+    "Every prompt the written answers were written for: the study's pool and the real ladder's training prompts."
+    return pd.concat([load_prompts(package_file("data", name), english_only=True)
+                      for name in ("prompts.csv", "ladder_prompts.csv")], ignore_index=True)
 
 SEED, TEST_SHARE = 2510, 0.25
 COLUMNS = ["item_id", "prompt_id", "prompt", "prompt_label", "category", "response", "label", "case", "rule",
