@@ -39,13 +39,45 @@ _HEADER = re.compile(r"\A\s*(?:<\|start_header_id\|>\s*assistant\s*<\|end_header
                      r"|(?:assistant|Assistant|ASSISTANT)\s*(?::|\n))\s*")
 _USER_TURN = re.compile(r"\A\s*(?:<\|im_start\|>\s*user\b|<\|start_header_id\|>\s*user\s*<\|end_header_id\|>"
                         r"|\[INST\]|<\|user\|>|(?:user|User|USER)\s*(?::|\n))\s*")
+_TEMPLATE_TURN = (r"<\|start_header_id\|>\s*assistant\s*<\|end_header_id\|>|<\|im_start\|>\s*assistant\b|<\|assistant\|>"
+                  r"|<start_of_turn>\s*model\b|\[/INST\]|###\s*(?:Response|Assistant)\s*:")
+_ROLE = r"(?:assistant|Assistant|ASSISTANT|model)"
+# a decoded transcript: the text starts with a template's own tokens or with a bare `system` / `user` role line
+_TRANSCRIPT = re.compile(r"\A\s*(?:<\|begin_of_text\|>|<\|start_header_id\|>|<\|im_start\|>|\[gMASK\]|<sop>|<bos>"
+                         r"|<s>|<start_of_turn>|<\|system\|>|<\|user\|>|\[INST\]|(?:system|user)(?:[ \t]*\n|[ \t]+(?=[A-Z]))"
+                         r"|(?:System|User|SYSTEM|USER)[ \t]*:)")
+# where the model's turn starts in a transcript: a template token; a bare role word ending a line; or one glued to the
+# end of the prompt and followed by spaces or a capital (`…this act.assistant  I can't`, `…?model I can't`)
+_TURN = re.compile(rf"{_TEMPLATE_TURN}|{_ROLE}[ \t]*(?::|\n)|(?<=[.!?\"')\]*])[ \t]*{_ROLE}(?:[ \t]{{2,}}|[ \t]*(?=[A-Z]))")
+# right after the echoed prompt: end-of-turn tokens, then the model's role header, glued or not
+_AFTER_ECHO = re.compile(rf"\A(?:\s*(?:<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|</s>))*\s*(?:{_TEMPLATE_TURN}"
+                         rf"|{_ROLE}(?![a-z]))[ \t]*:?")
+
+_MARKUP = re.compile(r"<\|[a-z_]+\|>|\[gMASK\]|<sop>|<bos>|<s>|</s>|<start_of_turn>|<end_of_turn>|\[/?INST\]")
+
+def _prompt_pattern(prompt):
+    words = prompt.split() if isinstance(prompt, str) else []
+    return re.compile(r"\s+".join(map(re.escape, words)), re.I) if words else None
 
 def _strip_echo(text: str, prompt) -> str | None:
     "The text without a leading copy of the prompt (whitespace and case ignored), or None."
-    words = prompt.split() if isinstance(prompt, str) else []
-    if not words: return None
-    m = re.match(r"\s*" + r"\s+".join(map(re.escape, words)), text, re.I)
+    pattern = _prompt_pattern(prompt)
+    m = pattern.match(text, len(text) - len(text.lstrip())) if pattern else None
     return text[m.end():] if m else None
+
+def _cut_transcript(text: str, prompt) -> tuple[str, list[str]]:
+    "The model's turn of a decoded transcript (system and user turns, echoed prompt and role header cut), and notes."
+    if not _TRANSCRIPT.match(text): return text, []
+    pattern = _prompt_pattern(prompt)
+    if pattern and (echo := pattern.search(text)):   # the echoed prompt: the model's turn starts after it
+        rest = text[echo.end():]
+        if header := _AFTER_ECHO.match(rest): return rest[header.end():], ["echoed_prompt", "role_header"]
+        return rest, ["echoed_prompt"]
+    if turn := _TURN.search(text):
+        before = _MARKUP.sub("", text[:turn.start()]).strip()   # a user turn (or more) before the model's header
+        return text[turn.end():], (["echoed_prompt"] if before else []) + ["role_header"]
+    return text, []
+
 
 # %% ../nbs/21_judge_base.ipynb #74c602d4
 _THINK_OPEN, _THINK_CLOSE = re.compile(r"<think>", re.I), re.compile(r"</think>", re.I)
@@ -65,7 +97,7 @@ def visible_answer(response, prompt=None) -> tuple[str, str]:
     if response is None or (isinstance(response, float) and math.isnan(response)) or response is pd.NA:
         return "", "missing"
     if not isinstance(response, str): return "", "not_text"
-    text, notes = response, []
+    text, notes = _cut_transcript(response, prompt)
     for _ in range(4):  # headers and echoes can nest: "user\n<prompt>\nassistant\n..."
         if header := _HEADER.match(text):
             text = text[header.end():]
@@ -80,6 +112,9 @@ def visible_answer(response, prompt=None) -> tuple[str, str]:
         if (rest := _strip_echo(text, prompt)) is not None and rest.strip():
             text = rest
             notes.append("echoed_prompt")
+            if (glued := _AFTER_ECHO.match(text)) and text[glued.end():].strip():  # `…this act.assistant  I can't`
+                text = text[glued.end():]
+                notes.append("role_header")
             continue
         break
     has_think = bool(_THINK_OPEN.search(text) or _THINK_CLOSE.search(text))
