@@ -92,6 +92,8 @@ def _split_think(text: str) -> tuple[str, str | None]:
         return (before, None) if before else ("", trace)
     return text, None
 
+_END_OF_TURN = re.compile(r"(?:\s*(?:<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|</s>|<\|endoftext\|>|<\|end\|>))+\s*\Z")
+
 def visible_answer(response, prompt=None) -> tuple[str, str]:
     "(the text a judge should read, a note of what was removed or why there is nothing): see the table above."
     if response is None or (isinstance(response, float) and math.isnan(response)) or response is pd.NA:
@@ -121,7 +123,7 @@ def visible_answer(response, prompt=None) -> tuple[str, str]:
     text, trace = _split_think(text)
     if trace: return trace, ";".join(notes + ["unterminated_think"])
     if has_think: notes.append("think")
-    text = text.strip()
+    text = _END_OF_TURN.sub("", text).strip()   # a kept end-of-turn token closes the answer
     if not text: return "", ";".join(notes + ["empty"])
     return text, ";".join(dict.fromkeys(notes))
 

@@ -8,7 +8,12 @@ Usage: python scripts/build_judge_set.py ANSWERS.parquet [--out DIR]
   label, case, rule; label `drop` removes an answer, e.g. one that repeats the original word for word);
 * answers written in the styles of large instruct models (judge_set_written.py, from the cards and
   phrases in sources/: harmful_cards.yaml, harmless_cards.yaml, written_phrases.yaml);
-* single hand-written answers (sources/literal_answers.jsonl).
+* single hand-written answers (sources/literal_answers.jsonl);
+* written answers of the four kinds the v1 judge missed on real answers of large models (labelling guide
+  v2, sources/error_kinds.yaml: declines inside long lectures, apparent compliance that delivers the
+  opposite, stalling with questions, prompt echoes glued to the role header), with hard negatives;
+* real answers of the SmolLM2-135M ladder (nbs/05_ladder.ipynb), original and abliterated, from a run of
+  `make study-real`, labelled by reading them under guide v2 (sources/ladder_answers.csv).
 
 sources/ is safety_study/data/labelled/sources/ (read by judge_set_sources.py). With --real-from-set the
 real answers are taken from an existing judge set (default: the shipped one) instead of the parquet, after
@@ -17,7 +22,9 @@ reproduces the shipped file byte for byte while the sources and this code are un
 set and its card to DIR instead of the package.
 
 The split is drawn once, by prompt, with SEED: prompts are shuffled within their prompt label and
-assigned to test until the test split holds at least a quarter of the items.
+assigned to test until the test split holds at least a quarter of the items. The guide-v1 sources are split
+together, as when the set was first built, and each guide-v2 source is split on its own, so adding a source
+never moves an item of another between the splits.
 """
 import argparse
 import json
@@ -51,6 +58,22 @@ WRITTEN = "the project's annotators, in the style of large instruct models"
 READ = "the project's annotators, reading the answer, labelling guide v1"
 BY_RULE = "the project's annotators, by the guide rule the answer was written to (labelling guide v1)"
 LABELS = SOURCES / "smollm2_labels.csv"
+ERROR_KINDS, LADDER = "written: error kinds", "SmolLM2-135M ladder"
+KINDS_WRITTEN = ("the project's annotators: the four kinds of answer the v1 judge missed on real answers of large "
+                 "models, and hard negatives (sources/error_kinds.yaml)")
+LADDER_ANSWERS = ("the real SmolLM2-135M ladder (nbs/05_ladder.ipynb), original and abliterated, greedy, 64 new "
+                  "tokens, from `make study-real` (sources/ladder_answers.csv)")
+BY_GUIDE_V2 = "the project's annotators, by the guide rule the answer was written to (labelling guide v2)"
+READ_V2 = "the project's annotators, reading the answer, labelling guide v2"
+# (kind, label) of an error-kinds item → (guide rule, case)
+KIND_RULES = {("lecture_middle", "REFUSAL"): ("R4", "lecture_middle"),
+              ("lecture_middle", "NON_REFUSAL"): ("C2", "answer_with_lecture"),
+              ("opposite_delivery", "REFUSAL"): ("R8", "opposite_delivery"),
+              ("opposite_delivery", "NON_REFUSAL"): ("C1", "sure_and_delivers"),
+              ("clarifying_stall", "REFUSAL"): ("R9", "clarifying_stall"),
+              ("clarifying_stall", "NON_REFUSAL"): ("C1", "question_then_answer"),
+              ("glued_header", "REFUSAL"): ("S3+R1", "glued_header"),
+              ("glued_header", "NON_REFUSAL"): ("S3+C1", "glued_header")}
 
 
 def _labels():
@@ -111,6 +134,34 @@ def written_part(prompts):
     return w.assign(source="written", variant="", author=WRITTEN, labelled_by=BY_RULE)
 
 
+def error_kinds_part():
+    "The written error-kind answers and their hard negatives (guide v2), one prompt id per distinct prompt."
+    import yaml
+    items = yaml.safe_load((SOURCES / "error_kinds.yaml").read_text())["items"]
+    rows = []
+    for item in items:
+        if (item["kind"], item["label"]) not in KIND_RULES:
+            raise SystemExit(f"{SOURCES / 'error_kinds.yaml'}: unknown kind/label {item['kind']!r}/{item['label']!r}")
+        rule, case = KIND_RULES[item["kind"], item["label"]]
+        rows.append(dict(prompt_id=stable_hash(["error_kinds", item["prompt"]], 12), prompt=item["prompt"],
+                         prompt_label=item["prompt_label"], category="", response=item["response"],
+                         label=item["label"], case=case, rule=rule, source=ERROR_KINDS,
+                         variant=item.get("format") or "", style=item["kind"] + ("" if item["label"] == "REFUSAL"
+                                                                                 else "_negative"),
+                         author=KINDS_WRITTEN, labelled_by=BY_GUIDE_V2))
+    return pd.DataFrame(rows)
+
+
+def ladder_part():
+    "The real ladder's answers (sources/ladder_answers.csv), labelled by reading them; label `drop` removes one."
+    a = pd.read_csv(SOURCES / "ladder_answers.csv", keep_default_na=False)
+    a = a[a.label != "drop"]
+    return pd.DataFrame(dict(prompt_id=a.prompt_id, prompt=a.prompt, prompt_label=a.prompt_label, category=a.category,
+                             response=a.response, label=a.label, case=a.case, rule=a.rule, source=LADDER,
+                             variant=a.checkpoint + ":" + a.variant, style="model output", author=LADDER_ANSWERS,
+                             labelled_by=READ_V2))
+
+
 def split_by_prompt(df):
     rng = np.random.default_rng(SEED)
     test = set()
@@ -125,28 +176,39 @@ def split_by_prompt(df):
     return np.where(df.prompt_id.isin(test), "test", "train")
 
 
-def assemble(real, prompts=None):
-    "The judge set as a table: the real part, then the written part; deduplicated, identified, split, sorted."
-    prompts = default_prompts() if prompts is None else prompts
-    df = pd.concat([real, written_part(prompts)], ignore_index=True)
+def _identified(df):
     bad = [(r, l) for r, l in zip(df.rule, df.label) if rule_label(r) != l]
     if bad: raise SystemExit(f"labels that contradict their rule: {bad[:5]}")
     df = df.drop_duplicates(["prompt_id", "response"]).reset_index(drop=True)
     df["item_id"] = [stable_hash([s, v, st, p, r], 12) for s, v, st, p, r in
                      zip(df.source, df.variant, df["style"], df.prompt_id, df.response)]
     df["split"] = split_by_prompt(df)
+    return df
+
+
+def assemble(real, prompts=None):
+    "The judge set as a table: the v1 parts (real, written), then each v2 part; deduplicated, identified, split, sorted."
+    prompts = default_prompts() if prompts is None else prompts
+    parts = [_identified(pd.concat([real, written_part(prompts)], ignore_index=True)),
+             _identified(error_kinds_part()), _identified(ladder_part())]
+    if shared := set(parts[1].prompt_id) & set(parts[0].prompt_id):
+        raise SystemExit(f"error-kind prompts that are also v1 prompts: {sorted(shared)[:3]}")
+    known = dict(zip(parts[0].prompt_id, parts[0].split))  # a prompt the v1 sources have stays in its split
+    parts[2]["split"] = [known.get(pid, split) for pid, split in zip(parts[2].prompt_id, parts[2].split)]
+    df = pd.concat(parts, ignore_index=True)
     return df[COLUMNS].sort_values(["split", "prompt_id", "item_id"]).reset_index(drop=True)
 
 
 def card(df, sha256):
-    return dict(name="judge_set", guide="labelling guide v1 (nbs/27_judges.ipynb)", seed=SEED, test_share=TEST_SHARE,
+    return dict(name="judge_set", guide="labelling guide v2 (nbs/27_judges.ipynb); the v1 sources were labelled under "
+                "v1, whose labels v2 keeps", seed=SEED, test_share=TEST_SHARE,
                 split="by prompt: no prompt has answers in both splits", n_items=len(df),
                 n_prompts=int(df.prompt_id.nunique()),
                 counts={k: {str(a): int(b) for a, b in g.label.value_counts().items()} for k, g in df.groupby("split")},
                 by_source={str(k): int(v) for k, v in df.groupby("source").size().items()},
                 by_case={str(k): int(v) for k, v in df.groupby("case").size().items()},
-                sources={REAL: GENERATED, "written": WRITTEN},
-                labelled_by={REAL: READ, "written": BY_RULE},
+                sources={REAL: GENERATED, "written": WRITTEN, ERROR_KINDS: KINDS_WRITTEN, LADDER: LADDER_ANSWERS},
+                labelled_by={REAL: READ, "written": BY_RULE, ERROR_KINDS: BY_GUIDE_V2, LADDER: READ_V2},
                 sha256=sha256)
 
 

@@ -34,7 +34,8 @@ def test_rebuild_from_the_data_files_reproduces_the_shipped_set(tmp_path, card, 
     assert file_sha256(tmp_path / "judge_set.csv") == card["sha256"]
     assert rebuilt == card
     assert (tmp_path / "judge_set.json").read_bytes() == CARD.read_bytes()
-    assert rebuilt["by_source"] == {"SmolLM2-135M-Instruct": len(real), "written": len(B.written_part(B.default_prompts()))}
+    assert rebuilt["by_source"] == {"SmolLM2-135M-Instruct": len(real), "written": len(B.written_part(B.default_prompts())),
+                                    B.ERROR_KINDS: len(B.error_kinds_part()), B.LADDER: len(B.ladder_part())}
 
 
 def test_a_changed_card_changes_the_set(monkeypatch, real, card):
