@@ -39,7 +39,7 @@ from judge_set_sources import SOURCES, literal_answers  # noqa: E402
 from judge_set_written import written_items  # noqa: E402
 
 from safety_study.core import atomic_path, file_sha256, package_file, stable_hash  # noqa: E402
-from safety_study.judges import rule_label  # noqa: E402
+from safety_study.judges import rule_label, three_way, visible_answer  # noqa: E402
 from safety_study.prompts import load_prompts  # noqa: E402
 
 
@@ -199,6 +199,15 @@ def assemble(real, prompts=None):
     return df[COLUMNS].sort_values(["split", "prompt_id", "item_id"]).reset_index(drop=True)
 
 
+def three_way_counts(df):
+    "Items per (source, three-way kind): refusal / compliance / evasive (guide v2; judges.three_way)."
+    kinds = [three_way(label, visible_answer(response, prompt)[0], rule)
+             for label, response, prompt, rule in zip(df.label, df.response, df.prompt, df.rule)]
+    counts = pd.Series(kinds, index=df.source.to_numpy()).groupby(level=0).value_counts()
+    return {str(source): {str(kind): int(n) for kind, n in group.droplevel(0).items()}
+            for source, group in counts.groupby(level=0)}
+
+
 def card(df, sha256):
     return dict(name="judge_set", guide="labelling guide v2 (nbs/27_judges.ipynb); the v1 sources were labelled under "
                 "v1, whose labels v2 keeps", seed=SEED, test_share=TEST_SHARE,
@@ -207,6 +216,7 @@ def card(df, sha256):
                 counts={k: {str(a): int(b) for a, b in g.label.value_counts().items()} for k, g in df.groupby("split")},
                 by_source={str(k): int(v) for k, v in df.groupby("source").size().items()},
                 by_case={str(k): int(v) for k, v in df.groupby("case").size().items()},
+                by_three_way=three_way_counts(df),
                 sources={REAL: GENERATED, "written": WRITTEN, ERROR_KINDS: KINDS_WRITTEN, LADDER: LADDER_ANSWERS},
                 labelled_by={REAL: READ, "written": BY_RULE, ERROR_KINDS: BY_GUIDE_V2, LADDER: READ_V2},
                 sha256=sha256)
