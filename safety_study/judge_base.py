@@ -53,6 +53,7 @@ _TURN = re.compile(rf"{_TEMPLATE_TURN}|{_ROLE}[ \t]*(?::|\n)|(?<=[.!?\"')\]*])[ 
 _AFTER_ECHO = re.compile(rf"\A(?:\s*(?:<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|</s>))*\s*(?:{_TEMPLATE_TURN}"
                          rf"|{_ROLE}(?![a-z]))[ \t]*:?")
 
+_TEMPLATE_START = re.compile(r"\A\s*(?:<\|[a-z_]+\|>|\[gMASK\]|<sop>|<bos>|<s>|<start_of_turn>|\[INST\])")
 _MARKUP = re.compile(r"<\|[a-z_]+\|>|\[gMASK\]|<sop>|<bos>|<s>|</s>|<start_of_turn>|<end_of_turn>|\[/?INST\]")
 
 def _prompt_pattern(prompt):
@@ -73,6 +74,8 @@ def _cut_transcript(text: str, prompt) -> tuple[str, list[str]]:
         rest = text[echo.end():]
         if header := _AFTER_ECHO.match(rest): return rest[header.end():], ["echoed_prompt", "role_header"]
         return rest, ["echoed_prompt"]
+    if pattern and not _TEMPLATE_START.match(text):  # no echo, no template token: a dialogue the model wrote itself
+        return text, []
     if turn := _TURN.search(text):
         before = _MARKUP.sub("", text[:turn.start()]).strip()   # a user turn (or more) before the model's header
         return text[turn.end():], (["echoed_prompt"] if before else []) + ["role_header"]
