@@ -39,16 +39,18 @@ _HEADER = re.compile(r"\A\s*(?:<\|start_header_id\|>\s*assistant\s*<\|end_header
                      r"|(?:assistant|Assistant|ASSISTANT)\s*(?::|\n))\s*")
 _USER_TURN = re.compile(r"\A\s*(?:<\|im_start\|>\s*user\b|<\|start_header_id\|>\s*user\s*<\|end_header_id\|>"
                         r"|\[INST\]|<\|user\|>|(?:user|User|USER)\s*(?::|\n))\s*")
-_TEMPLATE_TURN = (r"<\|start_header_id\|>\s*assistant\s*<\|end_header_id\|>|<\|im_start\|>\s*assistant\b|<\|assistant\|>"
-                  r"|<start_of_turn>\s*model\b|\[/INST\]|###\s*(?:Response|Assistant)\s*:")
+_TEMPLATE_TURN = (r"<\|start_header_id\|>\s*assistant\s*<\|end_header_id\|>|<\|im_start\|>\s*assistant\b"
+                  r"|<\|assistant\|>|<start_of_turn>\s*model\b|\[/INST\]|###\s*(?:Response|Assistant)\s*:")
 _ROLE = r"(?:assistant|Assistant|ASSISTANT|model)"
 # a decoded transcript: the text starts with a template's own tokens or with a bare `system` / `user` role line
 _TRANSCRIPT = re.compile(r"\A\s*(?:<\|begin_of_text\|>|<\|start_header_id\|>|<\|im_start\|>|\[gMASK\]|<sop>|<bos>"
-                         r"|<s>|<start_of_turn>|<\|system\|>|<\|user\|>|\[INST\]|(?:system|user)(?:[ \t]*\n|[ \t]+(?=[A-Z]))"
+                         r"|<s>|<start_of_turn>|<\|system\|>|<\|user\|>|\[INST\]"
+                         r"|(?:system|user)(?:[ \t]*\n|[ \t]+(?=[A-Z]))"
                          r"|(?:System|User|SYSTEM|USER)[ \t]*:)")
 # where the model's turn starts in a transcript: a template token; a bare role word ending a line; or one glued to the
 # end of the prompt and followed by spaces or a capital (`…this act.assistant  I can't`, `…?model I can't`)
-_TURN = re.compile(rf"{_TEMPLATE_TURN}|{_ROLE}[ \t]*(?::|\n)|(?<=[.!?\"')\]*])[ \t]*{_ROLE}(?:[ \t]{{2,}}|[ \t]*(?=[A-Z]))")
+_TURN = re.compile(rf"{_TEMPLATE_TURN}|{_ROLE}[ \t]*(?::|\n)"
+                   rf"|(?<=[.!?\"')\]*])[ \t]*{_ROLE}(?:[ \t]{{2,}}|[ \t]*(?=[A-Z]))")
 # right after the echoed prompt: end-of-turn tokens, then the model's role header, glued or not
 _AFTER_ECHO = re.compile(rf"\A(?:\s*(?:<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|</s>))*\s*(?:{_TEMPLATE_TURN}"
                          rf"|{_ROLE}(?![a-z]))[ \t]*:?")

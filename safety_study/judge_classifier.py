@@ -270,7 +270,7 @@ SENTENCE_VIEWS = ("sentence_mean", "sentence_max")
 CHUNK_WORDS = 40   # a sentence longer than this is read in pieces of this many words, so nothing is cut off
 
 def sentence_pools(texts, max_length: int = 64, batch_size: int = 64, encoder=None) -> dict:
-    "Mean and element-wise max of the embeddings of every sentence of each answer (each distinct sentence embedded once)."
+    "Mean and element-wise max of the embeddings of every sentence of each answer (each distinct one embedded once)."
     pieces = []
     for text in texts:
         words = [sentence.split() for sentence in answer_sentences(text)] or [[""]]
@@ -293,7 +293,8 @@ def default_features(texts, views=VIEWS, extra: bool = True, max_length: int = 1
              for view in views]
     if extra:
         n_extra = len(RULE_FEATURES) + len(SHAPE_FEATURES)
-        parts.append(np.stack([rule_shape_features(text) for text in texts]) if len(answers) else np.zeros((0, n_extra)))
+        parts.append(np.stack([rule_shape_features(text) for text in texts]) if len(answers)
+                     else np.zeros((0, n_extra)))
     return np.hstack(parts).astype(np.float32) if parts else np.zeros((len(answers), 0), np.float32)
 
 # %% ../nbs/23_judge_classifier.ipynb #b23fd18b
