@@ -44,8 +44,8 @@ def test_smollm2_real_template(smollm2_gguf, system, skip_special):
     from safety_study.models import load_tokenizer
     tok = load_tokenizer(str(smollm2_gguf))
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": PROMPT}]
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True) + tok(ANSWER, add_special_tokens=False).input_ids
-    decoded = tok.decode(ids, skip_special_tokens=skip_special)
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + ANSWER
+    decoded = tok.decode(tok(text, add_special_tokens=False).input_ids, skip_special_tokens=skip_special)
     assert PROMPT in decoded and decoded != ANSWER       # the transcript really holds the turns around the answer
     assert visible_answer(decoded, PROMPT)[0] == ANSWER
     assert visible_answer(decoded)[0] == ANSWER          # without the prompt: the role header says where it ends
