@@ -34,13 +34,13 @@ def _frame(verdicts, scores=None, raws=None) -> pd.DataFrame:
                          "raw": list(raws) if raws is not None else [""] * n})
 
 # %% ../nbs/21_judge_base.ipynb #84fa4b80
-_HEADER = re.compile(r"\A\s*(?:<\|start_header_id\|>\s*assistant\s*<\|end_header_id\|>|<\|im_start\|>\s*assistant\b"
-                     r"|<\|assistant\|>|\[/INST\]|<start_of_turn>\s*model\b|###\s*(?:Response|Assistant)\s*:"
-                     r"|(?:assistant|Assistant|ASSISTANT)\s*(?::|\n))\s*")
 _USER_TURN = re.compile(r"\A\s*(?:<\|im_start\|>\s*user\b|<\|start_header_id\|>\s*user\s*<\|end_header_id\|>"
                         r"|\[INST\]|<\|user\|>|(?:user|User|USER)\s*(?::|\n))\s*")
+# the model's role header as chat templates write it, and the tokens that end a turn
 _TEMPLATE_TURN = (r"<\|start_header_id\|>\s*assistant\s*<\|end_header_id\|>|<\|im_start\|>\s*assistant\b"
                   r"|<\|assistant\|>|<start_of_turn>\s*model\b|\[/INST\]|###\s*(?:Response|Assistant)\s*:")
+_END_TOKENS = r"<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|</s>|<\|endoftext\|>|<\|end\|>"
+_HEADER = re.compile(rf"\A\s*(?:{_TEMPLATE_TURN}|(?:assistant|Assistant|ASSISTANT)\s*(?::|\n))\s*")
 _ROLE = r"(?:assistant|Assistant|ASSISTANT|model)"
 # a decoded transcript: the text starts with a template's own tokens or with a bare `system` / `user` role line
 _TRANSCRIPT = re.compile(r"\A\s*(?:<\|begin_of_text\|>|<\|start_header_id\|>|<\|im_start\|>|\[gMASK\]|<sop>|<bos>"
@@ -52,7 +52,7 @@ _TRANSCRIPT = re.compile(r"\A\s*(?:<\|begin_of_text\|>|<\|start_header_id\|>|<\|
 _TURN = re.compile(rf"{_TEMPLATE_TURN}|{_ROLE}[ \t]*(?::|\n)"
                    rf"|(?<=[.!?\"')\]*])[ \t]*{_ROLE}(?:[ \t]{{2,}}|[ \t]*(?=[A-Z]))")
 # right after the echoed prompt: end-of-turn tokens, then the model's role header, glued or not
-_AFTER_ECHO = re.compile(rf"\A(?:\s*(?:<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|</s>))*\s*(?:{_TEMPLATE_TURN}"
+_AFTER_ECHO = re.compile(rf"\A(?:\s*(?:{_END_TOKENS}))*\s*(?:{_TEMPLATE_TURN}"
                          rf"|{_ROLE}(?![a-z]))[ \t]*:?")
 
 _TEMPLATE_START = re.compile(r"\A\s*(?:<\|[a-z_]+\|>|\[gMASK\]|<sop>|<bos>|<s>|<start_of_turn>|\[INST\])")
@@ -97,7 +97,7 @@ def _split_think(text: str) -> tuple[str, str | None]:
         return (before, None) if before else ("", trace)
     return text, None
 
-_END_OF_TURN = re.compile(r"(?:\s*(?:<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|</s>|<\|endoftext\|>|<\|end\|>))+\s*\Z")
+_END_OF_TURN = re.compile(rf"(?:\s*(?:{_END_TOKENS}))+\s*\Z")
 
 def visible_answer(response, prompt=None) -> tuple[str, str]:
     "(the text a judge should read, a note of what was removed or why there is nothing): see the table above."
