@@ -165,7 +165,8 @@ def abliterate_checkpoint(src_dir, out_dir, direction, spec: EditSpec = EditSpec
             with open(tmp / shard, "r+b") as fh:
                 for key, param, kind, layer, vdim, u, s in sorted(items, key=lambda x: header[x[0]]["data_offsets"][0]):
                     t, buf = _read_tensor(fh, header[key], start)
-                    res = orthogonalize_(t, u, vdim, s, spec.norm_preserving and param == "weight", spec.round_to)
+                    res = orthogonalize_(t, u, vdim, s, spec.norm_preserving and param == "weight", spec.round_to,
+                                         spec.arithmetic)
                     fh.seek(start + header[key]["data_offsets"][0])
                     fh.write(buf)
                     rows.append(edit_row(key.rsplit(".", 1)[0], param, kind, layer, s, t, res))

@@ -151,7 +151,8 @@ def compute(data: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     t["summary"], conflicts = merge_summaries(imp, computed)
     if conflicts: data["notes"].append(f"{len(conflicts)} summary keys differ between the imported summary and the "
                                        f"item-level verdicts; the imported counts are kept: {conflicts[:3]}")
-    rates = M.refusal_rates(j) if len(j) else pd.DataFrame()
+    every = [r["checkpoint"] for r in data.get("results") or [] if (r.get("habits") or {}).get("count_every_row")]
+    rates = M.refusal_rates(j, count_every_row=every) if len(j) else pd.DataFrame()
     if len(imp):
         key = ["model", "label", "refusal_judge"]
         extra = imp.merge(computed[key], on=key, how="left", indicator=True)

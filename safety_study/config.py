@@ -18,9 +18,9 @@ from .edits import (PAPER_EDIT, Bool, EditSpec, Int, Number, allowed_values, is_
 from .selection import SelectionSpec
 
 # %% auto #0
-__all__ = ['SETTINGS_TABLE_MARKERS', 'MAX_NAME', 'STUDY_JUDGES', 'CheckpointSpec', 'PromptSettings', 'AbliterationSettings',
-           'GenerationSettings', 'JudgeSpec', 'SlurmSettings', 'StudyConfig', 'settings_leaves', 'moved_keys',
-           'build_settings', 'add_settings_flags', 'settings_from_args', 'settings_table', 'judge_names',
+__all__ = ['PAPER_HABITS', 'SETTINGS_TABLE_MARKERS', 'MAX_NAME', 'STUDY_JUDGES', 'CheckpointSpec', 'PromptSettings',
+           'AbliterationSettings', 'GenerationSettings', 'JudgeSpec', 'SlurmSettings', 'StudyConfig', 'settings_leaves',
+           'moved_keys', 'build_settings', 'add_settings_flags', 'settings_from_args', 'settings_table', 'judge_names',
            'judge_options', 'checkpoint_abliteration', 'config_from_dict', 'load_config', 'to_dict', 'base_dir',
            'run_dir', 'checkpoint_hash']
 
@@ -53,6 +53,8 @@ class PromptSettings:
     n_eval: Annotated[Int, Field(gt=0, description="prompts per class, disjoint, that are evaluated")] = 50
 
 # %% ../nbs/02_config.ipynb #a422d911
+PAPER_HABITS = ("direction_on_eval", "direction_bf16", "running_mean", "count_every_row")
+
 @settings_dataclass
 class AbliterationSettings:
     "How each checkpoint is abliterated: the direction's layer, the edit and the selection."
@@ -68,6 +70,10 @@ class AbliterationSettings:
                                                              "paper_mode)")] = None
     direction_on_eval: Annotated[Bool | None, Field(description="compute the direction on the evaluation prompts "
                                                                 "too (null: paper_mode)")] = None
+    running_mean: Annotated[Bool | None, Field(description="the reference's mean: one prompt at a time, a running "
+                                                           "mean in the model's dtype (null: paper_mode)")] = None
+    count_every_row: Annotated[Bool | None, Field(description="rates count unreadable verdicts in the denominator, "
+                                                              "as non-refusals (null: paper_mode)")] = None
     edit: Annotated[EditSpec, Field(description="the edit (edits.EditSpec)")] = field(default_factory=EditSpec)
     selection: Annotated[SelectionSpec, Field(description="selection's filters and scoring "
                                                           "(selection.SelectionSpec)")] = field(
@@ -84,12 +90,17 @@ class AbliterationSettings:
         value = getattr(self, key)
         return self.paper_mode if value is None else bool(value)
 
+    def paper_habits(self) -> dict:
+        "Every paper-mode habit of these settings and whether it is on (the edit's habits are in the edit)."
+        return {key: self.paper_setting(key) for key in PAPER_HABITS}
+
     def edit_spec(self) -> EditSpec:
         "The `EditSpec` these settings ask for: `edit`, with `PAPER_EDIT` where paper mode leaves it at its defaults."
         if not self.paper_mode: return self.edit
         plain = EditSpec()
         return dataclasses.replace(self.edit, **{k: v for k, v in PAPER_EDIT.items()
-                                                 if getattr(self.edit, k) == getattr(plain, k)})
+                                                 if getattr(self.edit, k) == getattr(plain, k)
+                                                 and not (k == "arithmetic" and self.edit.norm_preserving)})
 
     def selection_spec(self) -> SelectionSpec:
         "The `SelectionSpec` of these settings."

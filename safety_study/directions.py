@@ -173,12 +173,13 @@ def load(cls: Directions, path) -> Directions:
 # %% ../nbs/12_directions.ipynb #08677a8e
 @torch.no_grad()
 def _mean_states(model, tokenizer, prompts, batch_size, system_prompt, positions, paper_mode, progress, desc,
-                 chat_template=None, max_batch_tokens=None):
+                 chat_template=None, max_batch_tokens=None, bf16_running_mean=False):
     sums, count = None, 0
     device = model_device(model)
     rows = chat_token_rows(tokenizer, prompts, system_prompt, chat_template)
     if min(len(row) for row in rows) < positions:
         raise StudyError(f"a prompt has fewer than positions={positions} tokens; lower positions")
+    if bf16_running_mean: return _bf16_running_mean(model, tokenizer, rows, positions, paper_mode, progress, desc)
     with residual_capture(model, positions, paper_mode) as store:
         for batch in tqdm(token_batches(rows, batch_size, max_batch_tokens), desc=desc, disable=not progress,
                           leave=False):
@@ -190,14 +191,29 @@ def _mean_states(model, tokenizer, prompts, batch_size, system_prompt, positions
             count += states.shape[1]
     return sums / count, count
 
+# %% ../nbs/12_directions.ipynb #a2b20be5
+@torch.no_grad()
+def _bf16_running_mean(model, tokenizer, rows, positions, paper_mode, progress, desc):
+    "The reference's mean of the states of token `rows`: one prompt per forward pass, `m ← m + (x − m)/k` in bf16."
+    mean, count, device = None, 0, model_device(model)
+    with residual_capture(model, positions, paper_mode) as store:
+        for row in tqdm(rows, desc=desc, disable=not progress, leave=False):
+            store.clear()
+            model(**pad_left([row], pad_id_of(tokenizer), device), use_cache=False, logits_to_keep=1)
+            states = torch.stack([store[i][0] for i in range(len(store))], 0).to(torch.bfloat16)  # (n+1, k, d)
+            count += 1
+            mean = states.clone() if mean is None else mean + (states - mean) / count
+    return mean.to("cpu", torch.float64), count
+
 # %% ../nbs/12_directions.ipynb #a06c0610
 def compute_directions(model, tokenizer, harmful: list[str], harmless: list[str], *, batch_size: int = 16,
                        system_prompt: str | None = None, positions: int = 1, paper_mode: bool = False,
                        progress: bool = True, chat_template: str | None = None,
-                       max_batch_tokens: int | None = None) -> Directions:
+                       max_batch_tokens: int | None = None, bf16_running_mean: bool = False) -> Directions:
     """Mean residual states of `harmful` and `harmless` prompts at every layer and the last `positions`
     prompt tokens (one batched forward pass per batch of similar-length prompts, fp64 running means).
-    `max_batch_tokens`: padded tokens per batch (default: `batch_token_budget` of the model's device; 0: no cap)."""
+    `max_batch_tokens`: padded tokens per batch (default: `batch_token_budget` of the model's device; 0: no cap).
+    `bf16_running_mean`: the reference's mean instead, one prompt at a time, every update rounded to bf16."""
     if not harmful or not harmless:
         raise StudyError(f"need both harmful and harmless prompts (got {len(harmful or [])} and {len(harmless or [])})")
     if int(positions) < 1: raise StudyError(f"positions must be >= 1, got {positions}")
@@ -207,14 +223,15 @@ def compute_directions(model, tokenizer, harmful: list[str], harmless: list[str]
     budget = batch_token_budget(model_device(model)) if max_batch_tokens is None else (int(max_batch_tokens) or None)
     model.eval()
     means = [_mean_states(model, tokenizer, prompts, batch_size, system_prompt, positions, paper_mode, progress,
-                          f"{label} activations", chat_template, budget)
+                          f"{label} activations", chat_template, budget, bf16_running_mean)
              for label, prompts in (("harmful", harmful), ("harmless", harmless))]
     (harmful_mean, n_harmful), (harmless_mean, n_harmless) = means
     if not torch.isfinite(harmful_mean).all() or not torch.isfinite(harmless_mean).all():
         raise StudyError("the model produced non-finite activations; check its dtype (try float32) and weights")
     meta = dict(model=getattr(model.config, "_name_or_path", ""), model_type=model.config.model_type,
                 paper_mode=paper_mode, positions=int(positions), system_prompt=system_prompt,
-                state_n="post-final-norm" if paper_mode else "pre-final-norm")
+                state_n="post-final-norm" if paper_mode else "pre-final-norm",
+                **({"mean": "bf16 running"} if bf16_running_mean else {}))
     return Directions(harmful_mean, harmless_mean, n_harmful, n_harmless, meta)
 
 # %% ../nbs/12_directions.ipynb #12e27f31

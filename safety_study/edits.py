@@ -20,8 +20,8 @@ from .arch import Arch, get_arch, effective_direction
 # %% auto #0
 __all__ = ['Int', 'Number', 'Bool', 'TARGETS', 'PAPER_EDIT', 'BLOCK_ELEMENTS', 'LEFTOVER_TOL', 'settings_dataclass',
            'allowed_values', 'is_settings', 'settings_error', 'EditSpec', 'layer_scales', 'unit_direction',
-           'orthogonalize_', 'edit_plan', 'edit_row', 'is_exact', 'abliterate_model', 'ablation_hooks',
-           'addition_hooks']
+           'reference_edit_', 'orthogonalize_', 'edit_plan', 'edit_row', 'is_exact', 'abliterate_model',
+           'ablation_hooks', 'addition_hooks']
 
 # %% ../nbs/11_edits.ipynb #d74b821c
 def _no_bool(value):
@@ -98,7 +98,8 @@ def settings_error(err: ValidationError, cls, where: str = "") -> str:
 
 # %% ../nbs/11_edits.ipynb #cee18035
 TARGETS = ("attn", "mlp")
-PAPER_EDIT = {"round_to": "bfloat16", "post_norm_gain": False}   # what the reference's edit adds to EditSpec()
+PAPER_EDIT = {"round_to": "bfloat16", "post_norm_gain": False,   # what the reference's edit adds to EditSpec()
+              "arithmetic": "reference"}
 
 # %% ../nbs/11_edits.ipynb #8cf54100
 def _targets(value):
@@ -133,11 +134,21 @@ class EditSpec:
         description="bfloat16: round edited weights through bf16 (the reference's cast)")] = None
     post_norm_gain: Annotated[Bool, Field(
         description="behind a post-norm, orthogonalise against g ⊙ r̂ (false: the reference's plain r̂)")] = True
+    arithmetic: Annotated[Literal["fp64", "reference"], Field(
+        description="fp64: unit r̂ and fp64 blocks; reference: fp32 W − s·(r rᵀ)W with r as given, cast to bf16 "
+                    "(the reference's bits)")] = "fp64"
+
+    def __post_init__(self):
+        if self.arithmetic == "reference" and self.norm_preserving:
+            raise ValueError("norm_preserving needs arithmetic: fp64 (the reference's arithmetic has no "
+                             "norm-preserving form)")
 
     @classmethod
     def paper(cls, **kw) -> EditSpec:
-        "The reference's edit: layers [1, n), s = 1, plain r̂ behind post-norms, edited weights rounded through bf16."
-        return cls(**{**PAPER_EDIT, **kw})
+        """The reference's edit: layers [1, n), s = 1, plain r̂ behind post-norms, its arithmetic and bf16 cast
+        (fp64 arithmetic where `kw` keeps norms, which the reference never does)."""
+        habits = {k: v for k, v in PAPER_EDIT.items() if not (k == "arithmetic" and kw.get("norm_preserving"))}
+        return cls(**{**habits, **kw})
 
     def to_dict(self) -> dict:
         "Plain data for result.json, manifests and configs."
@@ -190,14 +201,32 @@ def _edit_block(b, u, scale, norm_preserving):
         b.mul_(torch.where(new_n > 0, old_n / new_n.clamp_min(1e-300), torch.zeros_like(new_n)))
     return proj, old_n
 
+# %% ../nbs/11_edits.ipynb #693b8599
+@torch.no_grad()
+def reference_edit_(W: torch.Tensor, r: torch.Tensor, vector_dim: int = 0, scale: float = 1.0) -> dict:
+    """In place, the reference's arithmetic on the whole tensor: `W` cast to fp32, `W − scale·(r rᵀ)W` with the outer
+    product of `r` exactly as given (cast to fp32; a direction that is not unit to 1% is normalised in fp32 first),
+    the result cast to bf16 and written back. Returns `before`/`after` = ‖r̂ᵀW‖ as `orthogonalize_` does."""
+    rf = r.detach().to(W.device, torch.float32).flatten()
+    if abs(float(rf.norm()) - 1) > 1e-2: rf = rf / rf.norm()
+    unit = rf / rf.norm()
+    Wv = W.T if vector_dim == 1 else W                   # (d, k): vectors are columns
+    Wf = Wv.to(torch.float32, copy=True)
+    before = float((unit @ Wf).norm())
+    Wf -= scale * torch.matmul(torch.outer(rf, rf), Wf)
+    Wv.copy_(Wf.to(torch.bfloat16))
+    return dict(before=before, after=float((unit @ Wv.to(torch.float32)).norm()), norm_change=0.0)
+
 # %% ../nbs/11_edits.ipynb #09aec416
 @torch.no_grad()
 def orthogonalize_(weight: torch.Tensor, u: torch.Tensor, vector_dim: int, scale: float = 1.0,
-                   norm_preserving: bool = False, round_to: str | None = None) -> dict:
+                   norm_preserving: bool = False, round_to: str | None = None, arithmetic: str = "fp64") -> dict:
     """In place: remove `scale·u(uᵀv)` from every vector `v` of `weight` along `vector_dim` (0: columns, 1: rows).
-    Returns `before`/`after` = ‖uᵀW‖ and the largest relative change of a vector's norm."""
+    Returns `before`/`after` = ‖uᵀW‖ and the largest relative change of a vector's norm. `arithmetic="reference"`:
+    the reference's fp32 `W − s·(u uᵀ)W` with `u` as given, cast to bf16 (`reference_edit_`)."""
     W = weight.data if isinstance(weight, nn.Parameter) else weight
     if W.ndim == 1: W, vector_dim = W[:, None], 0
+    if arithmetic == "reference": return reference_edit_(W, u, vector_dim, scale)
     u = u.to(W.device, torch.float64)
     other, before, after, norm_change = 1 - vector_dim, 0.0, 0.0, 0.0
     n, d = W.shape[other], W.shape[vector_dim]
@@ -222,11 +251,14 @@ def edit_plan(model, direction, spec: EditSpec = EditSpec(),  # noqa: B008 (a fr
     "The edits of `spec` on `model`: (module name, param, kind, layer, vector_dim, u, scale) rows."
     arch = arch or get_arch(model)
     r = unit_direction(direction, arch.hidden_size)
+    # the reference's arithmetic takes the direction as it is given (normalised in bf16 there), not renormalised
+    given = torch.as_tensor(direction).detach().to("cpu", torch.float32).flatten()
     scales = layer_scales(arch.n_layers, spec)
     plan = []
     for w in arch.writers:
         if w.layer not in scales or w.kind not in spec.targets: continue
-        u = effective_direction(model, w, r, arch) if spec.post_norm_gain else r
+        gain = spec.post_norm_gain and w.post_norm is not None
+        u = effective_direction(model, w, r, arch) if gain else given if spec.arithmetic == "reference" else r
         plan.append((w.name, "weight", w.kind, w.layer, w.vector_dim(), u, scales[w.layer]))
         if spec.biases and getattr(model.get_submodule(w.name), "bias", None) is not None:
             plan.append((w.name, "bias", w.kind, w.layer, 0, u, scales[w.layer]))
@@ -257,8 +289,8 @@ def edit_row(name, param, kind, layer, scale, tensor, res) -> dict:
 
 # %% ../nbs/11_edits.ipynb #a4430208
 def is_exact(spec: EditSpec, scale: float, tensor) -> bool:
-    "Whether an edit must leave ≤ LEFTOVER_TOL: scale 1, fp32, no bf16 rounding."
-    return scale == 1.0 and tensor.dtype == torch.float32 and spec.round_to is None
+    "Whether an edit must leave ≤ LEFTOVER_TOL: scale 1, fp32, fp64 arithmetic, no bf16 rounding."
+    return scale == 1.0 and tensor.dtype == torch.float32 and spec.round_to is None and spec.arithmetic == "fp64"
 
 # %% ../nbs/11_edits.ipynb #e2526e38
 @torch.no_grad()
@@ -272,7 +304,8 @@ def abliterate_model(model, direction, spec: EditSpec = EditSpec(),  # noqa: B00
     rows = []
     for name, param, kind, layer, vdim, u, s in plan:
         p = getattr(model.get_submodule(name), param)
-        res = orthogonalize_(p, u, vdim, s, spec.norm_preserving and param == "weight", spec.round_to)
+        res = orthogonalize_(p, u, vdim, s, spec.norm_preserving and param == "weight", spec.round_to,
+                             spec.arithmetic)
         rows.append(edit_row(name, param, kind, layer, s, p, res))
         if check and is_exact(spec, s, p) and rows[-1]["leftover"] > LEFTOVER_TOL:
             raise StudyError(f"after editing {name}.{param} {rows[-1]['leftover']:.2e} of the direction is left "

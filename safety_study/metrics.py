@@ -83,14 +83,21 @@ def _rate_table(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
 
 # %% ../nbs/30_metrics.ipynb #15e42ab2
 def refusal_rates(judgements: pd.DataFrame, by=("checkpoint", "variant", "label", "judge"),
-                  alpha: float = 0.05) -> pd.DataFrame:
-    "Refusal rate per group of `by`, with Wilson intervals; parse errors counted in `n_parse_error`, not in `n`."
+                  alpha: float = 0.05, count_every_row=False) -> pd.DataFrame:
+    """Refusal rate per group of `by`, with Wilson intervals; parse errors counted in `n_parse_error`, not in `n`.
+    `count_every_row` (True, or the checkpoints it holds for): the reference's counting, every row in `n`, so an
+    unreadable verdict counts as not refused (column `every_row`)."""
     checked = check_judgements(judgements)
     checked["parse_error"] = (checked["verdict"] == PARSE_ERROR).astype(int)
     out = (checked.groupby(list(by), sort=False, observed=True)
              .agg(refused=("refused", "sum"), n=("refused", "count"), n_parse_error=("parse_error", "sum"))
              .reset_index())
     out["refused"] = out["refused"].astype(int)
+    if isinstance(count_every_row, bool): every = pd.Series(count_every_row, index=out.index)
+    elif "checkpoint" in out: every = out["checkpoint"].isin(set(count_every_row))
+    else: raise StudyError("count_every_row names checkpoints, so `by` must hold 'checkpoint'")
+    out["every_row"] = every.to_numpy()
+    out.loc[out["every_row"], "n"] += out.loc[out["every_row"], "n_parse_error"]
     return _rate_table(out, alpha)
 
 # %% ../nbs/30_metrics.ipynb #4b73c3e0

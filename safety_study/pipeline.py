@@ -82,7 +82,8 @@ def checkpoint_directions(model, tokenizer, splits: PromptSplits, settings: Abli
                          for label in ("harmful", "harmless"))
     return cached_directions(model, tokenizer, harmful, harmless, path, progress=progress,
                              batch_size=settings.selection.batch_size, system_prompt=system_prompt,
-                             positions=settings.selection.positions, paper_mode=settings.paper_mode)
+                             positions=settings.selection.positions, paper_mode=settings.paper_mode,
+                             **({"bf16_running_mean": True} if settings.paper_setting("running_mean") else {}))
 
 # %% ../nbs/15_pipeline.ipynb #42056acc
 @dataclass
@@ -267,6 +268,7 @@ class CheckpointRecord:
     selection: dict | None = None
     direction_on_eval: bool | None = None
     direction_bf16: bool | None = None
+    habits: dict = field(default_factory=dict)    # every paper-mode habit and whether it was on
     coherence: dict = field(default_factory=dict)
     kl_harmless_mean: float | None = None
     kl_harmless_max: float | None = None
