@@ -112,11 +112,11 @@ def refusal(category: str, rng: random.Random) -> str:
 # %% ../nbs/05_ladder.ipynb #1233bc80
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.0,
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-TRAIN = dict(epochs=3, batch_size=8, lr=1e-3, warmup=0.1, max_answer_tokens=64, seed=0, clip=1.0,
+TRAIN = dict(epochs=4, batch_size=8, lr=1e-3, warmup=0.1, max_answer_tokens=64, seed=0, clip=1.0,
              harmless_weight=1.5, decision_tokens=4, decision_weight=4.0)
 
 def base_answers(model, tokenizer, prompts: pd.DataFrame, *, base_sha: str, max_new_tokens: int | None = None,
-                 batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+                 batch_size: int = 64, progress: bool = True) -> pd.DataFrame:
     """Greedy answers of the base model to `prompts` (no system message), in their order: columns prompt_id, prompt,
     label, category, response, finish. Kept in `cache_dir()/ladder`, one file per base sha256 and token budget; only
     prompts it does not hold yet are generated."""
@@ -308,7 +308,7 @@ def eval_prompts(n_direction: int = 128, n_eval: int = 50, seed: int = 0) -> pd.
     return table[table.split == EVAL].reset_index(drop=True)
 
 def measure_rung(model, tokenizer, rung: str, prompts: pd.DataFrame | None = None, *,
-                 reference: pd.DataFrame | None = None, max_new_tokens: int = MEASURE_TOKENS, batch_size: int = 25,
+                 reference: pd.DataFrame | None = None, max_new_tokens: int = MEASURE_TOKENS, batch_size: int = 100,
                  progress: bool = True) -> dict:
     """Answers of `rung` (loaded as `model`) to `prompts` (default `eval_prompts()`), their verdicts, the refusal rate
     per judge and label, and when `reference` (instruct's answers) is given, its harmless answers' perplexity."""
