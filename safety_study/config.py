@@ -13,6 +13,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from .core import StudyError, one_line, read_yaml, reading, stable_hash
 from .models import adapter_fingerprint, check_adapter, check_model_files, resolve_source
+from .prompts import check_reference_dir
 from .edits import (PAPER_EDIT, Bool, EditSpec, Int, Number, allowed_values, is_settings, settings_dataclass,
                                 settings_error)
 from .selection import SelectionSpec
@@ -22,7 +23,7 @@ __all__ = ['PAPER_HABITS', 'SETTINGS_TABLE_MARKERS', 'MAX_NAME', 'STUDY_JUDGES',
            'AbliterationSettings', 'GenerationSettings', 'JudgeSpec', 'SlurmSettings', 'StudyConfig', 'settings_leaves',
            'moved_keys', 'build_settings', 'add_settings_flags', 'settings_from_args', 'settings_table', 'judge_names',
            'judge_options', 'checkpoint_abliteration', 'config_from_dict', 'load_config', 'to_dict', 'base_dir',
-           'run_dir', 'checkpoint_hash']
+           'located_path', 'run_dir', 'checkpoint_hash']
 
 # %% ../nbs/02_config.ipynb #4f403970
 @settings_dataclass
@@ -44,7 +45,8 @@ class CheckpointSpec:
 @settings_dataclass
 class PromptSettings:
     "Where the prompts come from and how many of them each stage takes."
-    source: Annotated[str, Field(description="default, toy, or a prompt file with a label column")] = "default"
+    source: Annotated[str, Field(description="default, toy, reference (the reference's own files, from "
+                                             "reference_dir), or a prompt file with a label column")] = "default"
     harmful: Annotated[str | None, Field(description="a one-class file of harmful prompts (with harmless)")] = None
     harmless: Annotated[str | None, Field(description="a one-class file of harmless prompts (with harmful)")] = None
     text_column: Annotated[str, Field(description="column of the prompt text in a table file")] = "text"
@@ -157,6 +159,8 @@ class StudyConfig:
     judges: Annotated[list[JudgeSpec], Field(description="judge names, or mappings {name, option: value}")] = field(
         default_factory=_default_judges)
     headline_judge: Annotated[str, Field(description="the judge checked against labelled real answers")] = "default"
+    reference_dir: Annotated[str | None, Field(description="a checkout of the reference's repository: paper mode "
+                                                           "reads its prompts and judge prompts from it")] = None
     human_judges: Annotated[list[str], Field(description="annotator files judged as human_1, human_2, …")] = field(
         default_factory=list)
     judge_panel: Annotated[Bool, Field(description="every original checkpoint also judges every checkpoint's "
@@ -352,7 +356,7 @@ def _check_prompt_files(prompts: PromptSettings, base: Path | None):
     def located(name: str) -> Path:
         path = Path(name).expanduser()
         return base / path if not path.is_absolute() and base is not None else path
-    if prompts.source not in ("default", "toy") and not (prompts.harmful or prompts.harmless):
+    if prompts.source not in ("default", "toy", "reference") and not (prompts.harmful or prompts.harmless):
         if not located(prompts.source).exists():
             raise StudyError(f"prompts.source {prompts.source!r} is neither 'default', 'toy' nor an existing file")
         _check_prompt_file(located(prompts.source), "prompts.source", None, prompts.text_column)
@@ -387,6 +391,14 @@ def _validate(cfg: StudyConfig, base: Path | None):
     if cfg.headline_judge not in named:
         raise StudyError(f"headline_judge {cfg.headline_judge!r} is not among the judges {named}")
     _check_prompt_files(cfg.prompts, base)
+    if cfg.prompts.source == "reference" and cfg.reference_dir is None:
+        raise StudyError("prompts.source is 'reference', so reference_dir must name a checkout of the reference's "
+                         "repository (in the config, or --reference-dir)")
+    if cfg.reference_dir is not None:
+        check_reference_dir(located_path(cfg.reference_dir, base), "reference_dir")
+        if cfg.prompts.source == "reference" and (cfg.prompts.harmful or cfg.prompts.harmless):
+            raise StudyError("prompts.source 'reference' takes the reference's two files: drop prompts.harmful and "
+                             "prompts.harmless")
 
 # %% ../nbs/02_config.ipynb #eb86897a
 def _judge(j, i):
@@ -423,11 +435,12 @@ def config_from_dict(data: dict, base=None, source: str | None = None) -> StudyC
     return cfg
 
 # %% ../nbs/02_config.ipynb #008770b6
-def load_config(path) -> StudyConfig:
-    "Read, parse and validate a study config YAML file; every error names the file."
+def load_config(path, overrides: dict | None = None) -> StudyConfig:
+    "Read, parse and validate a study config YAML file, top-level `overrides` on top; every error names the file."
     path = Path(path)
     if not path.exists(): raise StudyError(f"no config file at {path}")
     data = read_yaml(path, "study config", "write the config as UTF-8 YAML (configs/toy.yaml is an example)")
+    if overrides and isinstance(data, dict): data = {**data, **overrides}
     try: return config_from_dict(data, base=path.resolve().parent, source=str(path.resolve()))
     except StudyError as e: raise StudyError(f"study config {path}: {e}") from None
 
@@ -440,6 +453,11 @@ def to_dict(cfg) -> dict:
 def base_dir(cfg: StudyConfig) -> Path | None:
     "Folder that relative paths in the config are read from."
     return Path(cfg.source).parent if cfg.source else None
+
+def located_path(name, base: Path | None) -> Path:
+    "`name` (a path of the config) as a path: relative to `base` when it is relative and `base` is set."
+    path = Path(name).expanduser()
+    return base / path if not path.is_absolute() and base is not None else path
 
 # %% ../nbs/02_config.ipynb #5000a890
 def run_dir(cfg: StudyConfig) -> Path:

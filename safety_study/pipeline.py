@@ -19,7 +19,7 @@ from .models import chat_inputs, model_device
 from .selection import Choice
 
 # %% auto #0
-__all__ = ['SPLITS', 'RECORD_FILE', 'RECORD_REMEDY', 'PromptSplits', 'kept_directions', 'cached_directions',
+__all__ = ['SPLITS', 'RECORD_FILE', 'RECORD_REMEDY', 'PromptSplits', 'kept_directions', 'cached_directions', 'direction_texts',
            'checkpoint_directions', 'DirectionChoice', 'choose_direction', 'check_equivalence', 'residual_check',
            'EditResult', 'edit_model', 'CheckpointRecord']
 
@@ -73,13 +73,22 @@ def cached_directions(model, tokenizer, harmful, harmless, path, progress: bool 
     dirs.save(path)
     return dirs, False
 
+# %% ../nbs/15_pipeline.ipynb #ac4ebb66
+def direction_texts(splits: PromptSplits, label: str, on_eval: bool = False) -> list[str]:
+    """The prompts of `label` that compute the direction: the direction split, and with `on_eval` the evaluation
+    prompts too, after them or, in a table with an `order` column (the reference's files), in file order."""
+    if not on_eval: return splits.texts(label, "direction")
+    t = splits.table
+    if "order" not in t: return splits.texts(label, "direction") + splits.texts(label, "eval")
+    rows = t[(t["label"] == label) & t["split"].isin(["direction", "eval"])].sort_values("order", kind="stable")
+    return rows["prompt"].tolist()
+
 # %% ../nbs/15_pipeline.ipynb #02fc32ca
 def checkpoint_directions(model, tokenizer, splits: PromptSplits, settings: AbliterationSettings, path,
                           system_prompt: str | None = None, progress: bool = False):
     "(directions, read back?) of a checkpoint: the stage `cached_directions` on the settings' prompts and positions."
     on_eval = settings.paper_setting("direction_on_eval")
-    harmful, harmless = (splits.texts(label, "direction") + (splits.texts(label, "eval") if on_eval else [])
-                         for label in ("harmful", "harmless"))
+    harmful, harmless = (direction_texts(splits, label, on_eval) for label in ("harmful", "harmless"))
     return cached_directions(model, tokenizer, harmful, harmless, path, progress=progress,
                              batch_size=settings.selection.batch_size, system_prompt=system_prompt,
                              positions=settings.selection.positions, paper_mode=settings.paper_mode,

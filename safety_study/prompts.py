@@ -16,8 +16,9 @@ from .core import (LABELS, PROMPT_COLUMNS, StudyError, package_file,
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FORMATS', 'DIRECTION', 'EVAL', 'is_english', 'normalise_text', 'prompt_id', 'load_prompts', 'split_prompts',
-           'default_prompts']
+__all__ = ['log', 'FORMATS', 'DIRECTION', 'EVAL', 'REFERENCE_FILES', 'REFERENCE_SPLIT', 'is_english', 'normalise_text',
+           'prompt_id', 'load_prompts', 'split_prompts', 'default_prompts', 'check_reference_dir',
+           'reference_is_english', 'reference_split', 'reference_prompts']
 
 # %% ../nbs/01_prompts.ipynb #c993fb91
 FORMATS = (".txt", ".csv", ".parquet", ".json", ".jsonl")
@@ -163,3 +164,58 @@ def split_prompts(prompts: pd.DataFrame, n_direction: int, n_eval: int, seed: in
 def default_prompts(english_only: bool = True) -> pd.DataFrame:
     "The project's default harmful/harmless prompt set (package data)."
     return load_prompts(package_file("data", "prompts.csv"), english_only=english_only)
+
+# %% ../nbs/01_prompts.ipynb #f41be25a
+REFERENCE_FILES = {"harmful": "data/harmful.parquet", "harmless": "data/harmless.parquet"}
+REFERENCE_SPLIT = dict(seeds={"harmful": 42, "harmless": 43}, n_train=250, n_test=50, langdetect_seed=0)
+_CJK = re.compile("[\u4e00-\u9fff\u3040-\u30ff\uac00-\ud7af]")
+
+def check_reference_dir(path, where: str = "reference_dir") -> Path:
+    "`path` as a checkout of the reference's repository: a clear error when it is missing or is something else."
+    if path is None or not str(path).strip():
+        raise StudyError(f"{where} is not set: name a checkout of the reference's repository "
+                         "(git clone https://github.com/shashankskagnihotri/safety_pretraining)")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise StudyError(f"{where} {root} is not a folder: name a checkout of the reference's repository")
+    missing = [f for f in (*REFERENCE_FILES.values(), "src/evaluate.py") if not (root / f).is_file()]
+    if missing:
+        raise StudyError(f"{where} {root} is not a checkout of the reference: it has no {missing}; name the folder "
+                         "that holds its data/ and src/")
+    return root
+
+def reference_is_english(text: str) -> bool:
+    "The reference's English test: no CJK character, and `langdetect` (seeded) says 'en'; a failed detection is not."
+    from langdetect import DetectorFactory, LangDetectException, detect
+    if _CJK.search(text): return False
+    DetectorFactory.seed = REFERENCE_SPLIT["langdetect_seed"]
+    try: return detect(text) == "en"
+    except LangDetectException: return False
+
+def reference_split(texts: list, seed: int, n_train: int = 250, n_test: int = 50) -> tuple[list, list]:
+    "(train, test) positions in `texts` of the reference's split: English only, shuffled with `seed`, 250 then 50."
+    english = pd.Series([i for i, t in enumerate(texts) if reference_is_english(t)], dtype=int)
+    if len(english) < n_train + n_test:
+        raise StudyError(f"the reference's split needs {n_train + n_test} English prompts, the file has {len(english)}")
+    order = english.sample(frac=1, random_state=seed).tolist()
+    return order[:n_train], order[n_train:n_train + n_test]
+
+def reference_prompts(reference_dir, n_eval: int = 50) -> pd.DataFrame:
+    """The reference's prompts from its checkout `reference_dir`: every row of its two files (`split` direction),
+    its evaluation split's first `n_eval` per class (`split` eval), `order` = position in the file."""
+    root = check_reference_dir(reference_dir)
+    if not 0 < n_eval <= REFERENCE_SPLIT["n_test"]:
+        raise StudyError(f"prompts.n_eval is {n_eval}, but the reference's split has {REFERENCE_SPLIT['n_test']} "
+                         "evaluation prompts per class: use 1..50")
+    parts = []
+    for label, rel in REFERENCE_FILES.items():
+        try: texts = pd.read_parquet(root / rel).iloc[:, 0].astype(str).tolist()
+        except Exception as e: raise StudyError(f"cannot read the reference's {root / rel}: {e}") from None
+        _, test = reference_split(texts, REFERENCE_SPLIT["seeds"][label], REFERENCE_SPLIT["n_train"],
+                                  REFERENCE_SPLIT["n_test"])
+        evaluated = set(test[:n_eval])
+        parts.append(pd.DataFrame({"prompt_id": [prompt_id(t) for t in texts], "prompt": texts, "label": label,
+                                   "category": None, "split": [EVAL if i in evaluated else DIRECTION
+                                                               for i in range(len(texts))],
+                                   "order": range(len(texts))}))
+    return pd.concat(parts, ignore_index=True)

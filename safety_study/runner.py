@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .core import LABELS, StudyError, manifest, read_json, read_run_record, render_html, write_json
-from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_hash, load_config,
+from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_hash, load_config, located_path,
                                  run_dir as config_run_dir, to_dict)
 from .aggregate import NotebookFailed, run_aggregate, run_study_notebook
 from .pipeline import CheckpointRecord
@@ -26,8 +26,10 @@ __all__ = ['VALIDATION', 'STAGE_RE', 'EXECUTORS', 'study_prompts', 'CheckpointRe
 VALIDATION = "validation"
 
 # %% ../nbs/40_runner.ipynb #a46129a9
-def study_prompts(settings: dict, seed: int = 0, n_validation: int = 0, base=None) -> pd.DataFrame:
-    "The prompt table of a study with `split` ∈ {direction, validation, eval}, per class."
+def study_prompts(settings: dict, seed: int = 0, n_validation: int = 0, base=None,
+                  reference_dir=None) -> pd.DataFrame:
+    """The prompt table of a study with `split` ∈ {direction, validation, eval}, per class. Source `reference`: the
+    reference's own files from its checkout `reference_dir` (`prompts.reference_prompts`; n_direction unused)."""
     s = dict(settings)
     n_dir, n_eval = int(s.get("n_direction", 250)), int(s.get("n_eval", 50))
     source, text_col = s.get("source", "default"), s.get("text_column", "text")
@@ -36,7 +38,10 @@ def study_prompts(settings: dict, seed: int = 0, n_validation: int = 0, base=Non
     def _path(p):
         p = Path(p).expanduser()
         return p if p.is_absolute() or base is None else base / p
-    if source == "toy":
+    if source == "reference":
+        from safety_study.prompts import reference_prompts
+        out = reference_prompts(_path(reference_dir) if reference_dir else None, n_eval)
+    elif source == "toy":
         from safety_study import toy
         pool = toy.toy_prompts()
         parts = []
@@ -92,7 +97,8 @@ def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
                 prompts=settings["prompts"], abliteration=_plain(asdict(checkpoint_abliteration(cfg, name))),
                 generation=settings["generation"],
                 judges=[{"name": j["name"], **j["options"]} for j in settings["judges"]], seed=cfg.seed,
-                device=cfg.device, dtype=cfg.dtype, base_dir=str(base) if base else None)
+                device=cfg.device, dtype=cfg.dtype, base_dir=str(base) if base else None,
+                reference_dir=str(located_path(cfg.reference_dir, base).resolve()) if cfg.reference_dir else None)
 
 # %% ../nbs/40_runner.ipynb #bc311788
 def is_complete(folder, config_hash: str | None = None) -> bool:
@@ -419,7 +425,9 @@ def stage_times(run_dir, names) -> pd.DataFrame:
 # %% ../nbs/40_runner.ipynb #96a61695
 def _cmd_run(args) -> int:
     "`safety-study run`: the study, then the status table, the seconds per stage and where the report is."
-    cfg = load_config(args.config)
+    ref = getattr(args, "reference_dir", None)
+    given = {"reference_dir": str(Path(ref).resolve())} if ref else None
+    cfg = load_config(args.config, given)
     started = time.time()
     table = run_study(cfg, only=args.only, executor=args.executor, force=args.force, wait=not args.no_wait,
                       aggregate=not args.no_aggregate, figures_dir=args.figures, out=args.out)
@@ -456,6 +464,8 @@ def add_cli(sub):
     p.add_argument("--no-aggregate", action="store_true", help="skip the aggregate step")
     p.add_argument("--figures", metavar="DIR", help="also copy the figures into DIR")
     p.add_argument("--out", metavar="DIR", help="run directory (default: output_dir/name from the config)")
+    p.add_argument("--reference-dir", metavar="DIR",
+                   help="a checkout of the reference's repository (the config's reference_dir)")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("status", help="show which checkpoints of a run directory are done, failed or pending")
     p.add_argument("run_dir")
