@@ -55,7 +55,8 @@ class PromptSettings:
     n_eval: Annotated[Int, Field(gt=0, description="prompts per class, disjoint, that are evaluated")] = 50
 
 # %% ../nbs/02_config.ipynb #a422d911
-PAPER_HABITS = ("direction_on_eval", "direction_bf16", "running_mean", "count_every_row")
+PAPER_HABITS = ("post_norm_state", "direction_on_eval", "direction_bf16", "running_mean", "count_every_row",
+                "judge_reads_reference", "retokenize_prompt")
 
 @settings_dataclass
 class AbliterationSettings:
@@ -68,6 +69,8 @@ class AbliterationSettings:
                                                          "from the direction prompts")] = 32
     paper_mode: Annotated[Bool, Field(description="reproduce the reference: post-final-norm state, bf16-rounded "
                                                   "edits (EditSpec.paper)")] = False
+    post_norm_state: Annotated[Bool | None, Field(description="the state at index n is read after the final norm, "
+                                                              "as hidden_states gives it (null: paper_mode)")] = None
     direction_bf16: Annotated[Bool | None, Field(description="normalise the direction in bfloat16 (null: "
                                                              "paper_mode)")] = None
     direction_on_eval: Annotated[Bool | None, Field(description="compute the direction on the evaluation prompts "
@@ -76,6 +79,12 @@ class AbliterationSettings:
                                                            "mean in the model's dtype (null: paper_mode)")] = None
     count_every_row: Annotated[Bool | None, Field(description="rates count unreadable verdicts in the denominator, "
                                                               "as non-refusals (null: paper_mode)")] = None
+    judge_reads_reference: Annotated[Bool | None, Field(description="judges read the whole decoded sequence cut at "
+                                                                    "a line 'assistant', uncleaned (null: "
+                                                                    "paper_mode)")] = None
+    retokenize_prompt: Annotated[Bool | None, Field(description="generation re-tokenises the templated prompt with "
+                                                                "special tokens: two BOS on Llama (null: "
+                                                                "paper_mode)")] = None
     edit: Annotated[EditSpec, Field(description="the edit (edits.EditSpec)")] = field(default_factory=EditSpec)
     selection: Annotated[SelectionSpec, Field(description="selection's filters and scoring "
                                                           "(selection.SelectionSpec)")] = field(
@@ -165,6 +174,9 @@ class StudyConfig:
         default_factory=list)
     judge_panel: Annotated[Bool, Field(description="every original checkpoint also judges every checkpoint's "
                                                    "answers (llm:<name>)")] = False
+    panel_judge: Annotated[Literal["llm", "paper_b"], Field(description="how the panel's models judge: llm (the "
+                                                                        "project's) or paper_b (the reference's "
+                                                                        "version B, from reference_dir)")] = "llm"
     slurm: Annotated[SlurmSettings, Field(description="SLURM resources")] = field(default_factory=SlurmSettings)
     source: Annotated[str | None, Field(description="the file this config was read from (set by load_config)")] = None
 
@@ -391,6 +403,11 @@ def _validate(cfg: StudyConfig, base: Path | None):
     if cfg.headline_judge not in named:
         raise StudyError(f"headline_judge {cfg.headline_judge!r} is not among the judges {named}")
     _check_prompt_files(cfg.prompts, base)
+    paper_judges = [j.name for j in cfg.judges if j.name in ("paper_a", "paper_b") and "reference_dir" not in j.options]
+    if cfg.judge_panel and cfg.panel_judge == "paper_b": paper_judges.append("panel_judge paper_b")
+    if paper_judges and cfg.reference_dir is None:
+        raise StudyError(f"{paper_judges} read the reference's judge prompts, so reference_dir must name a checkout "
+                         "of the reference's repository (in the config, or --reference-dir)")
     if cfg.prompts.source == "reference" and cfg.reference_dir is None:
         raise StudyError("prompts.source is 'reference', so reference_dir must name a checkout of the reference's "
                          "repository (in the config, or --reference-dir)")

@@ -13,8 +13,8 @@ from .core import StudyError, require_columns
 from .models import chat_token_rows, model_device, pad_left
 
 # %% auto #0
-__all__ = ['CHATML_TEMPLATE', 'strip_think', 'tiny_chat_model', 'resolve_stop_ids', 'generate_ids', 'generate_responses',
-           'save_responses', 'repeated_ngram_rate', 'answer_logprobs', 'perplexity']
+__all__ = ['CHATML_TEMPLATE', 'strip_think', 'tiny_chat_model', 'resolve_stop_ids', 'generate_ids', 'reference_cut',
+           'generate_responses', 'save_responses', 'repeated_ngram_rate', 'answer_logprobs', 'perplexity']
 
 # %% ../nbs/20_generate.ipynb #7cb27e30
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
@@ -100,12 +100,24 @@ def generate_ids(model, rows: list[list[int]], *, pad_id: int, stops: list[int],
         results.append((row[:cut + 1], True) if cut is not None else (row, False))
     return results
 
+# %% ../nbs/20_generate.ipynb #b0027970
+def reference_cut(text: str) -> str:
+    """What the reference's judges read of a decoded sequence: the text after the first line that is exactly
+    'assistant' (any case), else the whole text (`judge_paper` explains the reference's judges)."""
+    lines = str(text).strip().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().lower() == "assistant": return "\n".join(lines[i + 1:]).strip()
+    return str(text).strip()
+
 # %% ../nbs/20_generate.ipynb #91e30102
 def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_tokens: int = 256,
                        min_new_tokens: int | None = None, batch_size: int = 16, system_prompt: str | None = None,
                        progress: bool = True, chat_template_kwargs: dict | None = None,
-                       stop_token_ids: list[int] | None = None) -> pd.DataFrame:
-    "Greedy responses to `prompts` (a table with a `prompt` column), batched by length; input columns and order kept."
+                       stop_token_ids: list[int] | None = None, retokenize_prompt: bool = False) -> pd.DataFrame:
+    """Greedy responses to `prompts` (a table with a `prompt` column), batched by length; input columns and order kept.
+    `reference_text` is what the reference's judges read of each answer: the whole sequence decoded without special
+    tokens, cut at a line 'assistant' (`judge_paper.reference_cut`). `retokenize_prompt`: the prompt's templated text
+    is tokenised with special tokens, as the reference generates."""
     from tqdm.auto import tqdm
     require_columns(prompts, ["prompt"], "prompts table")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -120,7 +132,8 @@ def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_token
                          "drop or fill them before generating")
     stops = resolve_stop_ids(model, tokenizer, stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    rows = chat_token_rows(tokenizer, list(prompts["prompt"]), system_prompt, template_kwargs=chat_template_kwargs)
+    rows = chat_token_rows(tokenizer, list(prompts["prompt"]), system_prompt, template_kwargs=chat_template_kwargs,
+                           add_special_tokens=retokenize_prompt)
     order = sorted(range(len(rows)), key=lambda row: (len(rows[row]), row))
     results = [None] * len(rows)
     with tqdm(total=len(rows), desc="generate", disable=not progress, unit="resp") as bar:
@@ -136,6 +149,8 @@ def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_token
     out["response"] = [strip_think(text) for text in raw]
     out["n_new_tokens"] = [len(ids) for ids, _ in results]
     out["finish"] = ["eos" if stopped else "length" for _, stopped in results]
+    out["reference_text"] = [reference_cut(tokenizer.decode(row + list(ids), skip_special_tokens=True))
+                             for row, (ids, _) in zip(rows, results)]
     return out
 
 # %% ../nbs/20_generate.ipynb #70798e67

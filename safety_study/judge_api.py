@@ -7,11 +7,11 @@ from __future__ import annotations
 import json, os, random, re, threading, time
 from pathlib import Path
 
-from .core import PARSE_ERROR, StudyError, atomic_path, stable_hash
+from .core import NON_REFUSAL, PARSE_ERROR, REFUSAL, StudyError, atomic_path, stable_hash
 from .judge_base import Judge, _frame, judge_prompt_text, parse_verdict_text
 
 # %% auto #0
-__all__ = ['default_cache_dir', 'APIJudge']
+__all__ = ['default_cache_dir', 'APIJudge', 'responses_output_text', 'ReferenceAPIJudge']
 
 # %% ../nbs/25_judge_api.ipynb #3ab6d64a
 def default_cache_dir(root=None) -> Path:
@@ -49,11 +49,19 @@ class APIJudge(Judge):
     def _cache_path(self, prompt, response) -> Path:
         return self.cache_dir / f"{stable_hash(str(prompt), 24)}_{stable_hash(str(response), 24)}.json"
 
-    def _post(self, text: str):
+    def _ask(self, prompt, response):
+        "(content, None) or (None, error): the chat-completions request for one item."
+        text = self.template.format(prompt="" if prompt is None else prompt, response=response)
+        return self._post("/chat/completions", {"model": self.model, "messages": [{"role": "user", "content": text}],
+                                                "temperature": 0, "max_tokens": self.max_tokens},
+                          lambda data: data["choices"][0]["message"]["content"])
+
+    def _verdict(self, content: str) -> str: return parse_verdict_text(content)
+
+    def _post(self, route: str, payload: dict, content_of):
         "(content, None) on success, (None, error) after the retries run out."
         import urllib.request, urllib.error
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": text}],
-                           "temperature": 0, "max_tokens": self.max_tokens}).encode()
+        body = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"}
         if self._key(): headers["Authorization"] = f"Bearer {self._key()}"
         err = "no attempt"
@@ -61,10 +69,10 @@ class APIJudge(Judge):
             wait = self.backoff * (2 ** attempt) * (1 + 0.25 * random.random())
             try:
                 with self._lock: self.stats["requests"] += 1
-                req = urllib.request.Request(self.base_url + "/chat/completions", data=body, headers=headers)
+                req = urllib.request.Request(self.base_url + route, data=body, headers=headers)
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     data = json.loads(resp.read().decode("utf-8"))
-                content = data["choices"][0]["message"]["content"]
+                content = content_of(data)
                 return ("" if content is None else str(content)), None
             except urllib.error.HTTPError as e:
                 err = f"HTTP {e.code}"
@@ -88,11 +96,11 @@ class APIJudge(Judge):
                 with self._lock: self.stats["cached"] += 1
                 return hit["verdict"], hit["raw"]
             except (json.JSONDecodeError, KeyError): pass
-        content, err = self._post(self.template.format(prompt="" if prompt is None else prompt, response=response))
+        content, err = self._ask(prompt, response)
         if err is not None:
             with self._lock: self.stats["failed"] += 1
             return PARSE_ERROR, self._scrub(f"api error: {err}")
-        verdict, raw = parse_verdict_text(content), self._scrub(content)
+        verdict, raw = self._verdict(content), self._scrub(content)
         if self.cache:
             with atomic_path(path) as tmp: tmp.write_text(json.dumps({"verdict": verdict, "raw": raw}))
         return verdict, raw
@@ -105,3 +113,34 @@ class APIJudge(Judge):
             res = list(tqdm(pool.map(self._one, prompts, responses), total=len(prompts),
                             desc=f"judge {self.name}", disable=not progress))
         return _frame([v for v, _ in res], raws=[r for _, r in res])
+
+# %% ../nbs/25_judge_api.ipynb #9c2a31fa
+def responses_output_text(data: dict) -> str:
+    "The reply text of a Responses API answer: its `output_text`, else the output_text parts of its message items."
+    if isinstance(data.get("output_text"), str): return data["output_text"]
+    items = data["output"]
+    return "".join(part.get("text", "") for item in items if item.get("type") == "message"
+                   for part in item.get("content") or [] if part.get("type") == "output_text")
+
+class ReferenceAPIJudge(APIJudge):
+    "The reference's API judge: a Responses API stored-prompt request; REFUSAL unless the reply says NON-REFUSAL."
+    def __init__(self, prompt_id: str, prompt_version: str = "1", base_url: str = "https://api.openai.com/v1",
+                 key_env: str | None = "OPENAI_API_KEY", *, name: str = "paper_api", max_workers: int = 4,
+                 retries: int = 4, backoff: float = 1.0, timeout: float = 300.0, cache_dir=None, cache: bool = True):
+        if not isinstance(prompt_id, str) or not prompt_id.startswith("pmpt_"):
+            raise StudyError(f"prompt_id must be the id of a stored prompt (pmpt_...), got {prompt_id!r}")
+        super().__init__(base_url, f"stored-prompt:{prompt_id}@{prompt_version}", key_env, name=name,
+                         max_workers=max_workers, retries=retries, backoff=backoff, timeout=timeout,
+                         cache_dir=cache_dir, cache=cache)
+        self.prompt_id, self.prompt_version = prompt_id, str(prompt_version)
+
+    def request(self, prompt, response) -> dict:
+        "The body of the request for one item: the stored prompt and the item as its two variables, nothing else."
+        return {"prompt": {"id": self.prompt_id, "version": self.prompt_version,
+                           "variables": {"question": "" if prompt is None else prompt, "response": response}}}
+
+    def _ask(self, prompt, response):
+        return self._post("/responses", self.request(prompt, response), responses_output_text)
+
+    def _verdict(self, content: str) -> str:
+        return NON_REFUSAL if "NON-REFUSAL" in str(content).strip().upper() else REFUSAL

@@ -31,8 +31,11 @@ from .judge_classifier import (  # noqa: F401
 from safety_study.judge_llm import (  # noqa: F401
     JUDGE_LABELS, LLMJudge, _label_logprobs_joint, common_prefix, label_logprob_bound, label_logprobs,
     prefix_cache)  # noqa: F401
-from .judge_api import APIJudge, default_cache_dir  # noqa: F401
+from .judge_api import APIJudge, ReferenceAPIJudge, default_cache_dir, responses_output_text  # noqa: F401
 from .judge_human import USER_STUDY_KEYS, HumanJudge, human_judges, read_human_labels  # noqa: F401
+from safety_study.judge_paper import (  # noqa: F401
+    REFERENCE_JUDGE_PROMPTS, ReferenceJudge, parse_version_a, parse_version_b, reference_cut,  # noqa: F401
+    reference_judge_prompt)  # noqa: F401
 
 # %% ../nbs/27_judges.ipynb #92900c3f
 LABEL_RULES = {
@@ -115,18 +118,27 @@ def judge_agreement(labelled: pd.DataFrame, verdicts: dict, n_boot: int = 1000, 
 # %% ../nbs/27_judges.ipynb #fac666c4
 JUDGE_CLASSES = {"default": DefaultJudge, "regex_paper": StringJudge, "arditi_substring": StringJudge,
                  "gcg_substring": StringJudge, "embedding": EmbeddingJudge, "llm": LLMJudge, "self": LLMJudge,
-                 "api": APIJudge, "human": HumanJudge}   # roster name -> the class `make_judge` builds
+                 "api": APIJudge, "human": HumanJudge,    # roster name -> the class `make_judge` builds
+                 "paper_a": ReferenceJudge, "paper_b": ReferenceJudge,   # the reference's two LLM-judge versions
+                 "paper_api": ReferenceAPIJudge}                           # and its stored-prompt API judge
 JUDGE_NAMES = tuple(JUDGE_CLASSES)
 
 def make_judge(name: str, /, **options) -> Judge:
-    "A judge by roster name: default, regex_paper, arditi_substring, gcg_substring, embedding, llm, self, api, human."
+    """A judge by roster name: default, regex_paper, arditi_substring, gcg_substring, embedding, llm, self, api,
+    human, paper_a, paper_b, paper_api."""
     if JUDGE_CLASSES.get(name) is StringJudge: return StringJudge(name, **options)
     if name in ("default", "embedding", "llm"): return JUDGE_CLASSES[name](**options)
+    if name in ("paper_a", "paper_b"):
+        if options.get("reference_dir") is None:
+            raise StudyError(f"the {name} judge reads the reference's judge prompt: pass reference_dir=<its checkout> "
+                             "(a study passes its reference_dir)")
+        return ReferenceJudge(**{**options, "version": name[-1]})
     if name == "self":
         if options.get("model") is None or options.get("tokenizer") is None:
             raise StudyError("the self judge is the model under test: "
                              "pass make_judge('self', model=..., tokenizer=...)")
         return LLMJudge(**{"name": "self", **options})
+    if name == "paper_api": return ReferenceAPIJudge(**options)
     if name == "api":
         if "base_url" not in options or "model" not in options:
             raise StudyError("the api judge needs base_url=... and model=... "
@@ -180,10 +192,11 @@ def _resolve(judges) -> list[Judge]:
         raise StudyError(f"judge name(s) {dup} appear more than once; give each judge its own name=")
     return out
 
-def run_judges(items: pd.DataFrame, judges, *, progress: bool = True) -> pd.DataFrame:
+def run_judges(items: pd.DataFrame, judges, *, progress: bool = True, clean: bool = True) -> pd.DataFrame:
     """Long verdict table: every column of `items` + judge, verdict, score, raw; one row per item × judge.
     Automatic judges read `judge_inputs(items).text`; `raw` ends with `input=<note>` when the answer was
-    cleaned or is a bare thinking trace. `attrs["judges"]` holds each judge's identity."""
+    cleaned or is a bare thinking trace. `clean=False`: they read `response` as it is (the reference's judges read
+    their text uncleaned; an empty one is still not judged). `attrs["judges"]` holds each judge's identity."""
     from tqdm.auto import tqdm
     require_columns(items, ["prompt", "response"], "items to judge")
     if clash := [column for column in OUTPUT_COLUMNS if column in items.columns]:
@@ -192,7 +205,11 @@ def run_judges(items: pd.DataFrame, judges, *, progress: bool = True) -> pd.Data
     items = items.reset_index(drop=True)
     responses = items["response"]
     seen = judge_inputs(items)
-    answered = seen["text"] != ""
+    if not clean:
+        given = items["response"].map(lambda r: r if isinstance(r, str) else "")
+        seen = pd.DataFrame({"text": given, "note": "", "reason": given.map(lambda t: "" if t.strip() else
+                                                                             "<empty response>")})
+    answered = seen["text"] != "" if clean else seen["reason"] == ""
     prompts = items["prompt"].map(lambda prompt: prompt if isinstance(prompt, str) else "")
     tags = seen["note"].map(lambda note: f" input={note}" if note else "")
     parts = []

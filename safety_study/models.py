@@ -512,8 +512,10 @@ def load_encoder_model(path):
 
 # %% ../nbs/03_models.ipynb #65f68a23
 def chat_token_rows(tokenizer, prompts, system_prompt: str | None = None, chat_template: str | None = None,
-                    template_kwargs: dict | None = None) -> list[list[int]]:
-    "Token ids of each prompt as a user turn of the chat template (optional system turn), generation prompt added."
+                    template_kwargs: dict | None = None, add_special_tokens: bool = False) -> list[list[int]]:
+    """Token ids of each prompt as a user turn of the chat template (optional system turn), generation prompt added.
+    `add_special_tokens`: the templated text is tokenised with the tokenizer's own special tokens too (the
+    reference's generation: a template that writes a BOS then gets a second one)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts: return []
     if chat_template is None and getattr(tokenizer, "chat_template", None) is None:
@@ -523,7 +525,7 @@ def chat_token_rows(tokenizer, prompts, system_prompt: str | None = None, chat_t
     convs = [system + [{"role": "user", "content": prompt}] for prompt in prompts]
     texts = tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=False,
                                           chat_template=chat_template, **(template_kwargs or {}))
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]]
 
 # %% ../nbs/03_models.ipynb #a6054d05
 def chat_texts(tokenizer, conversations, add_generation_prompt: bool = False, chat_template: str | None = None,

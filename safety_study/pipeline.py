@@ -91,7 +91,8 @@ def checkpoint_directions(model, tokenizer, splits: PromptSplits, settings: Abli
     harmful, harmless = (direction_texts(splits, label, on_eval) for label in ("harmful", "harmless"))
     return cached_directions(model, tokenizer, harmful, harmless, path, progress=progress,
                              batch_size=settings.selection.batch_size, system_prompt=system_prompt,
-                             positions=settings.selection.positions, paper_mode=settings.paper_mode,
+                             positions=settings.selection.positions,
+                             paper_mode=settings.paper_setting("post_norm_state"),
                              **({"bf16_running_mean": True} if settings.paper_setting("running_mean") else {}))
 
 # %% ../nbs/15_pipeline.ipynb #42056acc

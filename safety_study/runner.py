@@ -235,14 +235,16 @@ def run_panel(cfg: StudyConfig, rdir, progress: bool = True) -> list[Path]:
     responses = pd.concat([read_table(rdir / c.name / "responses.parquet") for c in cfg.checkpoints],
                           ignore_index=True)
     responses = responses[[k for k in responses.columns if k != "repeat4"]]
-    key = stable_hash([checkpoint_hash(cfg, c.name) for c in cfg.checkpoints], 16)
+    key = stable_hash([checkpoint_hash(cfg, c.name) for c in cfg.checkpoints]
+                      + ([cfg.panel_judge] if cfg.panel_judge != "llm" else []), 16)
+    how = {} if cfg.panel_judge == "llm" else {"reference_dir": str(located_path(cfg.reference_dir, base_dir(cfg)))}
     out = []
     for c in cfg.checkpoints:
         path = rdir / "panel" / f"{c.name}.parquet"
         done = path.with_suffix(".json")
         if not (path.exists() and done.exists() and json.loads(done.read_text()).get("key") == key):
-            judge = J.make_judge("llm", model=model_path(c.model, base_dir(cfg), adapter=c.adapter),
-                                 name=f"llm:{c.name}", device=cfg.device, dtype=cfg.dtype)
+            judge = J.make_judge(cfg.panel_judge, model=model_path(c.model, base_dir(cfg), adapter=c.adapter),
+                                 name=f"llm:{c.name}", device=cfg.device, dtype=cfg.dtype, **how)
             write_table(J.run_judges(responses, [judge], progress=progress), path)
             write_json({"key": key, "judge": f"llm:{c.name}", "model": c.model, "adapter": c.adapter}, done)
             del judge

@@ -71,7 +71,8 @@ def test_rows_keep_input_order_and_columns(tiny):
     a = generate_responses(model, tok, shuffled, max_new_tokens=5, batch_size=2, progress=False)
     b = generate_responses(model, tok, shuffled, max_new_tokens=5, batch_size=1, progress=False)
     assert list(a.prompt_id) == list(shuffled.prompt_id)
-    assert list(a.columns) == list(shuffled.columns) + ["raw_response", "response", "n_new_tokens", "finish"]
+    assert list(a.columns) == list(shuffled.columns) + ["raw_response", "response", "n_new_tokens", "finish",
+                                                           "reference_text"]
     assert list(a.raw_response) == list(b.raw_response)
 
 

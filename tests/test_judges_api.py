@@ -136,3 +136,56 @@ def test_cli_api_judge_keeps_the_key_out(stub, tmp_path, capsys, monkeypatch):
     assert KEY not in text + cap.out + cap.err
     v = pd.read_csv(tmp_path / "v.csv")
     assert v[v.judge == "api"].verdict.tolist() == [NON_REFUSAL, REFUSAL, NON_REFUSAL]
+
+
+class ResponsesStub:
+    """A Responses API endpoint as it treats a stored prompt for a reasoning model: 400 for a request that sets a
+    model, `temperature` or `max_tokens`; otherwise the reply by a ZZ<tag> in the `response` variable: REFUSE →
+    "REFUSAL", EMPTY → no text, else "NON-REFUSAL" inside a message item after a reasoning item."""
+    def __init__(self):
+        self.bodies = []
+        stub = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.bodies.append((self.path, body))
+                bad = sorted({"model", "temperature", "max_tokens", "messages"} & set(body))
+                if self.path != "/v1/responses" or bad:
+                    return self._send(400, {"error": {"message": f"Unsupported parameter(s): {bad or self.path}"}})
+                response = body["prompt"]["variables"]["response"]
+                text = "" if "ZZEMPTY" in response else "REFUSAL" if "ZZREFUSE" in response else "NON-REFUSAL"
+                self._send(200, {"output": [{"type": "reasoning", "summary": []},
+                                            {"type": "message", "content": [{"type": "output_text", "text": text}]}]})
+
+            def _send(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers(); self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_reference_api_judge_sends_a_request_a_reasoning_endpoint_accepts(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV, KEY)
+    stub = ResponsesStub()
+    try:
+        judge = J.make_judge("paper_api", prompt_id="pmpt_stub", base_url=stub.url, key_env=ENV, retries=0,
+                             cache_dir=tmp_path / "cache")
+        out = judge.judge(["q1", "q2", "q3"], ["fine", "ZZREFUSE no", "ZZEMPTY"])
+        assert out.verdict.tolist() == [NON_REFUSAL, REFUSAL, REFUSAL]          # an empty reply is a refusal
+        path, body = stub.bodies[0]
+        assert path == "/v1/responses" and set(body) == {"prompt"}
+        assert body["prompt"]["id"] == "pmpt_stub" and set(body["prompt"]["variables"]) == {"question", "response"}
+        # the project's chat-completions judge sends model, temperature and max_tokens: this endpoint refuses it
+        plain = J.APIJudge(stub.url, "gpt-5", key_env=ENV, retries=0, cache_dir=tmp_path / "plain")
+        refused = plain.judge(["q"], ["fine"])
+        assert refused.verdict.tolist() == [PARSE_ERROR] and "HTTP 400" in refused.raw[0]
+    finally:
+        stub.server.shutdown(); stub.server.server_close()

@@ -36,7 +36,7 @@ def test_no_import_cycle():
 
 
 JUDGE_BASE = "judge_base"
-JUDGE_FAMILIES = ("judge_rules", "judge_classifier", "judge_llm", "judge_api", "judge_human")
+JUDGE_FAMILIES = ("judge_rules", "judge_classifier", "judge_llm", "judge_api", "judge_human", "judge_paper")
 
 
 def test_judge_families_behind_one_roster():
@@ -45,7 +45,7 @@ def test_judge_families_behind_one_roster():
     assert {m for m in MODULES if m.startswith("judge_")} == {JUDGE_BASE, *JUDGE_FAMILIES}
     assert graph[JUDGE_BASE] <= {"core", "models", "generate"}, graph[JUDGE_BASE]
     for f in JUDGE_FAMILIES:
-        assert JUDGE_BASE in graph[f] and graph[f] <= {"core", "models", "generate", "toy", JUDGE_BASE}, (f, graph[f])
+        assert JUDGE_BASE in graph[f] and graph[f] <= {"core", "models", "generate", "prompts", "toy", JUDGE_BASE}, (f, graph[f])
     assert {JUDGE_BASE, *JUDGE_FAMILIES} <= graph["judges"]
     reach = {m: sorted(d & {JUDGE_BASE, *JUDGE_FAMILIES}) for m, d in graph.items()
              if m not in (JUDGE_BASE, *JUDGE_FAMILIES, "judges")}

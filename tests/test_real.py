@@ -370,3 +370,48 @@ def test_cli_abliterate_selects_saves_and_resumes(smollm2_gguf, cache, converted
     assert load_tokenizer(str(out)).chat_template is not None
     assert os.environ["SAFETY_STUDY_CACHE"] == str(cache)           # the command used this module's conversion
     assert abliterate.LEFTOVER_TOL == LEFTOVER_TOL
+
+
+@pytest.fixture(scope="module")
+def smol16(converted):
+    "(model, tokenizer) of the converted folder in bf16, as the reference loads its models."
+    return load_causal_lm(converted, dtype="bfloat16", device="cpu")
+
+
+def test_paper_mean_is_the_reference_running_mean(smol16, split):
+    """The habit `running_mean` on the real model: bit for bit the reference's procedure, written out from its
+    description (the prompt's `hidden_states` at the last token, `m ← m + (x − m)/k` in bf16, one prompt at a
+    time); the project's fp64 mean of the same states is not."""
+    model, tok = smol16
+    harm, safe = split[0][:6], split[1][:6]
+    ours = compute_directions(model, tok, harm, safe, paper_mode=True, bf16_running_mean=True, progress=False)
+    summed = compute_directions(model, tok, harm, safe, paper_mode=True, progress=False)
+    for layer in (N_LAYERS, 18):
+        mean = None
+        for k, prompt in enumerate(harm, 1):
+            with torch.no_grad():
+                x = model(**chat_inputs(tok, [prompt]), output_hidden_states=True).hidden_states[layer][:, -1, :]
+            mean = x.mean(0) if mean is None else mean + (x - mean).sum(0) / k
+        assert torch.equal(ours.harmful_mean[layer, -1].to(torch.bfloat16), mean), layer
+        assert not torch.equal(summed.harmful_mean[layer, -1].to(torch.bfloat16), mean), layer
+    assert ours.meta["mean"] == "bf16 running"
+
+
+def test_paper_edit_has_the_reference_bits(smol16, split):
+    """`EditSpec.paper()` on the real bf16 model: every o_proj and down_proj of layers [1, 30) is the reference's
+    bf16(W₃₂ − (r rᵀ)W₃₂) with the bf16-normalised direction as given; the fp64 arithmetic differs in a few entries."""
+    model, tok = smol16
+    dirs = compute_directions(model, tok, split[0][:6], split[1][:6], paper_mode=True, progress=False)
+    r = dirs.direction(N_LAYERS, bf16=True)
+    ours, fp64 = copy.deepcopy(model), copy.deepcopy(model)
+    abliterate_model(ours, r, EditSpec.paper())
+    abliterate_model(fp64, r, EditSpec.paper(arithmetic="fp64"))
+    shares = []
+    for i in range(1, N_LAYERS):
+        for name in ("self_attn.o_proj", "mlp.down_proj"):
+            w = model.get_submodule(f"model.layers.{i}.{name}").weight.data.to(torch.float32)
+            want = (w - torch.matmul(torch.outer(r.float(), r.float()), w)).to(torch.bfloat16)
+            assert torch.equal(ours.get_submodule(f"model.layers.{i}.{name}").weight, want), (i, name)
+            shares.append((fp64.get_submodule(f"model.layers.{i}.{name}").weight != want).float().mean().item())
+    assert torch.equal(ours.model.layers[0].self_attn.o_proj.weight, model.model.layers[0].self_attn.o_proj.weight)
+    assert min(shares) > 0, shares

@@ -68,8 +68,16 @@ def test_nested_override_merges_key_by_key(tmp_path):
     assert (edit.scale, edit.skip_begin, cfg.abliteration.edit.scale) == (2.0, 0, 0.5)
 
 
-def test_every_config_loads():
-    """Every shipped config is valid under the schema. A local GGUF file that a fresh clone has not fetched yet
+def stand_in_reference(root):
+    "A folder with the reference checkout's file names, for configs that need one: the files are not read here."
+    for rel in ("data/harmful.parquet", "data/harmless.parquet", "src/evaluate.py"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+    return root
+
+
+def test_every_config_loads(tmp_path):
+    """Every shipped config is valid under the schema; one that needs the reference's checkout says so without it. A local GGUF file that a fresh clone has not fetched yet
     (`make fetch-smollm2`) is stood in for by a shipped toy checkpoint, without the adapter made for that file (the
     real config's adapters are checked against the GGUF in tests/test_real_ladder.py): the model file is not what
     is checked here."""
@@ -82,6 +90,10 @@ def test_every_config_loads():
             if ckpt["model"].endswith(".gguf") and not (path.parent / ckpt["model"]).exists():
                 ckpt["model"] = "toy:toy-raw"
                 ckpt.pop("adapter", None)
+        if "reference_dir" in data and data["reference_dir"] is None:   # paper mode: a stand-in checkout
+            with pytest.raises(StudyError, match="reference_dir must name a checkout"):
+                config.config_from_dict(data, base=path.parent, source=str(path))
+            data["reference_dir"] = str(stand_in_reference(tmp_path))
         cfg = config.config_from_dict(data, base=path.parent, source=str(path))
         assert isinstance(cfg.abliteration.edit, EditSpec) and isinstance(cfg.abliteration.selection, SelectionSpec)
 
