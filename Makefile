@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install study study-real ladders test test-real test-reference real-ladder lint docs fetch-smollm2 toy bench bench-real clean-runs
+.PHONY: install study study-real habits ladders test test-real test-reference real-ladder lint docs fetch-smollm2 toy bench bench-real clean-runs
 
 # Install into .venv: torch first (the local CPU wheel where the machine has one, the normal
 # build elsewhere), then the package with its test extra. Re-runs only when the project files change.
@@ -65,6 +65,11 @@ real-ladder: $(VENV)/.installed $(SMOLLM2)
 # The real study: SmolLM2-135M-Instruct, corrected mode with selection and paper mode, figures in figures/real.
 study-real: $(VENV)/.installed $(SMOLLM2)
 	$(BIN)/safety-study run configs/smollm2-135m.yaml --figures figures/real
+
+# Which of the reference's habits move its conclusions: the refusal rung, corrected, then one habit at a time,
+# then paper mode (configs/habits-smollm2.yaml; report in runs/habits-smollm2, figures in figures/real/habits).
+habits: $(VENV)/.installed $(SMOLLM2)
+	$(BIN)/safety-study run configs/habits-smollm2.yaml --figures figures/real/habits
 
 # The three ladders side by side (figures/real/ladders.png): the real ladder's run beside the toy ladder's
 # (`make study` first) and, where the reference's published files are (REFERENCE_RESULTS), its SmolLM2-1.7B ladder.

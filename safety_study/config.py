@@ -22,8 +22,8 @@ from .selection import SelectionSpec
 __all__ = ['PAPER_HABITS', 'SETTINGS_TABLE_MARKERS', 'MAX_NAME', 'STUDY_JUDGES', 'CheckpointSpec', 'PromptSettings',
            'AbliterationSettings', 'GenerationSettings', 'JudgeSpec', 'SlurmSettings', 'StudyConfig', 'settings_leaves',
            'moved_keys', 'build_settings', 'add_settings_flags', 'settings_from_args', 'settings_table', 'judge_names',
-           'judge_options', 'checkpoint_abliteration', 'config_from_dict', 'load_config', 'to_dict', 'base_dir',
-           'located_path', 'run_dir', 'checkpoint_hash']
+           'judge_options', 'checkpoint_abliteration', 'paper_mode_gaps', 'config_from_dict', 'load_config', 'to_dict',
+           'base_dir', 'located_path', 'run_dir', 'checkpoint_hash']
 
 # %% ../nbs/02_config.ipynb #4f403970
 @settings_dataclass
@@ -331,6 +331,20 @@ def checkpoint_abliteration(cfg: StudyConfig, name: str) -> AbliterationSettings
     where = f"checkpoints[{name!r}].abliteration"
     _check_moved(spec.abliteration, where)
     return build_settings(AbliterationSettings, _merged(dataclasses.asdict(cfg.abliteration), spec.abliteration), where)
+
+# %% ../nbs/02_config.ipynb #a7ee975e
+def paper_mode_gaps(cfg: StudyConfig) -> list[str]:
+    "What of the reference a study in paper mode does not reproduce, one line each; none without a paper-mode rung."
+    if not any(checkpoint_abliteration(cfg, c.name).paper_mode for c in cfg.checkpoints): return []
+    gaps = []
+    if cfg.prompts.source != "reference":
+        gaps.append("prompts: the study's own, not the reference's files and split (set prompts.source: reference and "
+                    "reference_dir)")
+    if not {j.name for j in cfg.judges} & {"paper_a", "paper_b", "paper_api"}:
+        gaps.append("judges: none of the reference's LLM or API judges (paper_a, paper_b, paper_api; "
+                    "configs/paper.yaml names them all)")
+    gaps.append(f"generation: in the study's dtype ({cfg.dtype}), not the reference's float16")
+    return gaps
 
 # %% ../nbs/02_config.ipynb #423c1106
 def _check_abliteration(settings: AbliterationSettings, prompts: PromptSettings, where: str):

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .core import LABELS, StudyError, manifest, read_json, read_run_record, render_html, write_json
 from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_hash, load_config, located_path,
+                                 paper_mode_gaps,
                                  run_dir as config_run_dir, to_dict)
 from .aggregate import NotebookFailed, run_aggregate, run_study_notebook
 from .pipeline import CheckpointRecord
@@ -259,7 +260,7 @@ def _study_json(cfg: StudyConfig) -> dict:
     "What the aggregate reads of the study: the ladder, its groups and pairs, the judges, the whole config."
     ladder = [{"name": c.name, "model": c.model, "group": c.group, "pair": c.pair} for c in cfg.checkpoints]
     return {"name": cfg.name, "checkpoints": ladder, "headline_judge": cfg.headline_judge,
-            "human_judges": list(cfg.human_judges), "config": to_dict(cfg)}
+            "human_judges": list(cfg.human_judges), "config": to_dict(cfg), "paper_mode_gaps": paper_mode_gaps(cfg)}
 
 # %% ../nbs/40_runner.ipynb #1f3ffd24
 def _submitit_executor(cfg: StudyConfig, folder: Path, cluster: str):
@@ -430,6 +431,7 @@ def _cmd_run(args) -> int:
     ref = getattr(args, "reference_dir", None)
     given = {"reference_dir": str(Path(ref).resolve())} if ref else None
     cfg = load_config(args.config, given)
+    for gap in paper_mode_gaps(cfg): print(f"paper mode does not reproduce the reference's {gap}")
     started = time.time()
     table = run_study(cfg, only=args.only, executor=args.executor, force=args.force, wait=not args.no_wait,
                       aggregate=not args.no_aggregate, figures_dir=args.figures, out=args.out)

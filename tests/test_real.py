@@ -415,3 +415,19 @@ def test_paper_edit_has_the_reference_bits(smol16, split):
             shares.append((fp64.get_submodule(f"model.layers.{i}.{name}").weight != want).float().mean().item())
     assert torch.equal(ours.model.layers[0].self_attn.o_proj.weight, model.model.layers[0].self_attn.o_proj.weight)
     assert min(shares) > 0, shares
+
+
+def test_two_habits_change_no_input_on_smollm2(smol, split):
+    """`retokenize_prompt` and `judge_reads_reference` on SmolLM2: its tokenizer adds no special token to a templated
+    prompt, and its template leaves a line "assistant", so the reference's cut of the decoded sequence is the answer.
+    On a template that glues the role header to the prompt (Llama 3) the cut keeps the echoed prompt."""
+    from safety_study.generate import reference_cut
+    from safety_study.models import chat_token_rows
+    model, tok = smol
+    prompts = split[2][:3] + split[3][:3]
+    assert chat_token_rows(tok, prompts, add_special_tokens=True) == chat_token_rows(tok, prompts)
+    out = generate_responses(model, tok, pd.DataFrame({"prompt": prompts}), max_new_tokens=12, batch_size=6,
+                             progress=False)
+    assert [t for t in out.reference_text] == [r.strip() for r in out.response]
+    glued = "systemCutting Knowledge Date: December 2023user\n\nHow do I pick a lock?assistant\n\nI can't help."
+    assert reference_cut(glued) == glued and reference_cut("user\nq\nassistant\nI can't help.") == "I can't help."
