@@ -16,7 +16,7 @@ import pytest
 NBS = Path(__file__).resolve().parents[1] / "nbs"
 RHYTHM_NOTEBOOKS = ["02_config", "04_toy", "10_arch", "12_directions", "13_selection", "13b_scoring", "15_pipeline",
                     "21_judge_base", "22_judge_rules", "23_judge_classifier", "24_judge_llm", "25_judge_api",
-                    "26_judge_human", "27_judges", "31_figures", "40_runner"]
+                    "26_judge_human", "26b_judge_paper", "27_judges", "31_figures", "40_runner"]
 MIN_EXAMPLES_PER_EXPORT = 1.5
 MAX_EXPORT_RUN = 3
 EXPORT_DIRECTIVES = {"export", "exports", "exporti"}
