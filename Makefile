@@ -67,9 +67,10 @@ study-real: $(VENV)/.installed $(SMOLLM2)
 	$(BIN)/safety-study run configs/smollm2-135m.yaml --figures figures/real
 
 # Which of the reference's habits move its conclusions: the refusal rung, corrected, then one habit at a time,
-# then paper mode (configs/habits-smollm2.yaml; report in runs/habits-smollm2, figures in figures/real/habits).
+# then paper mode (configs/habits-smollm2.yaml; REFERENCE_CODE: a checkout of the reference; report in runs/habits-smollm2, figures in figures/real/habits).
+REFERENCE_CODE ?= ../shared/reference-code
 habits: $(VENV)/.installed $(SMOLLM2)
-	$(BIN)/safety-study run configs/habits-smollm2.yaml --figures figures/real/habits
+	$(BIN)/safety-study run configs/habits-smollm2.yaml --reference-dir $(REFERENCE_CODE) --figures figures/real/habits
 
 # The three ladders side by side (figures/real/ladders.png): the real ladder's run beside the toy ladder's
 # (`make study` first) and, where the reference's published files are (REFERENCE_RESULTS), its SmolLM2-1.7B ladder.

@@ -22,8 +22,8 @@ from .selection import SelectionSpec
 __all__ = ['PAPER_HABITS', 'SETTINGS_TABLE_MARKERS', 'MAX_NAME', 'STUDY_JUDGES', 'CheckpointSpec', 'PromptSettings',
            'AbliterationSettings', 'GenerationSettings', 'JudgeSpec', 'SlurmSettings', 'StudyConfig', 'settings_leaves',
            'moved_keys', 'build_settings', 'add_settings_flags', 'settings_from_args', 'settings_table', 'judge_names',
-           'judge_options', 'checkpoint_abliteration', 'paper_mode_gaps', 'config_from_dict', 'load_config', 'to_dict',
-           'base_dir', 'located_path', 'run_dir', 'checkpoint_hash']
+           'judge_options', 'checkpoint_abliteration', 'checkpoint_prompts', 'checkpoint_generation', 'paper_mode_gaps',
+           'config_from_dict', 'load_config', 'to_dict', 'base_dir', 'located_path', 'run_dir', 'checkpoint_hash']
 
 # %% ../nbs/02_config.ipynb #4f403970
 @settings_dataclass
@@ -40,6 +40,10 @@ class CheckpointSpec:
     trust_remote_code: Annotated[Bool, Field(description="let transformers run the model's own code")] = False
     abliteration: Annotated[dict | None, Field(description="this rung's overrides of the study's abliteration "
                                                            "settings, same keys (e.g. paper_mode)")] = None
+    prompts: Annotated[dict | None, Field(description="this rung's overrides of the study's prompt settings, same "
+                                                      "keys (e.g. source: reference)")] = None
+    generation: Annotated[dict | None, Field(description="this rung's overrides of the study's generation settings, "
+                                                         "same keys (e.g. dtype: float16)")] = None
 
 # %% ../nbs/02_config.ipynb #55ad2f91
 @settings_dataclass
@@ -124,6 +128,9 @@ class GenerationSettings:
     max_new_tokens: Annotated[Int, Field(gt=0, description="longest answer, in tokens")] = 256
     min_new_tokens: Annotated[Int | None, Field(ge=0, description="shortest answer, in tokens (null: none)")] = None
     batch_size: Annotated[Int, Field(gt=0, description="prompts generated together")] = 16
+    dtype: Annotated[Literal["float32", "bfloat16", "float16", "reference"] | None, Field(
+        description="the dtype answers are generated in, from a cast copy of the model; reference: float16 on CUDA, "
+                    "float32 elsewhere, as the reference's evaluate.py (null: the study's dtype)")] = None
 
 # %% ../nbs/02_config.ipynb #67b307cc
 @settings_dataclass
@@ -240,13 +247,18 @@ def _flag_kind(info, name: str) -> dict:
 
 # %% ../nbs/02_config.ipynb #f19d21f0
 def add_settings_flags(parser, cls, prefix: str = "", only=None):
-    "Add one flag per setting of `cls` (or of the names in `only`) to `parser`; dest `prefix.path.to.key`."
+    """Add one flag per setting of `cls` (or of the dotted paths in `only`) to `parser`; dest `prefix.path.to.key`.
+    A name the parser already has a flag for gets its full path (`generation.dtype` beside `--dtype`:
+    `--generation-dtype`)."""
     for path, owner, name in settings_leaves(cls):
-        if only is not None and name not in only: continue
+        if only is not None and ".".join(path) not in only: continue
         info = owner.__pydantic_fields__[name]
         default = info.default if info.default_factory is None else info.default_factory()
         text = f"{info.description} (default: {default})".replace("%", "%%")
-        parser.add_argument("--" + name.replace("_", "-"), dest=".".join((prefix, *path)).strip("."),
+        flag = "--" + name.replace("_", "-")
+        if flag in parser._option_string_actions:
+            flag = "--" + "-".join(p for p in (prefix, *path) if p).replace("_", "-").replace(".", "-")
+        parser.add_argument(flag, dest=".".join((prefix, *path)).strip("."),
                             default=argparse.SUPPRESS, help=text, **_flag_kind(info, name))
 
 # %% ../nbs/02_config.ipynb #1982fbe8
@@ -332,6 +344,21 @@ def checkpoint_abliteration(cfg: StudyConfig, name: str) -> AbliterationSettings
     _check_moved(spec.abliteration, where)
     return build_settings(AbliterationSettings, _merged(dataclasses.asdict(cfg.abliteration), spec.abliteration), where)
 
+# %% ../nbs/02_config.ipynb #4b0f4717
+def _rung_settings(cfg: StudyConfig, name: str, key: str):
+    "The study's settings section `key`, with checkpoint `name`'s own overrides of it on top."
+    study, own = getattr(cfg, key), getattr(next(c for c in cfg.checkpoints if c.name == name), key)
+    if not own: return study
+    return build_settings(type(study), {**dataclasses.asdict(study), **own}, f"checkpoints[{name!r}].{key}")
+
+def checkpoint_prompts(cfg: StudyConfig, name: str) -> PromptSettings:
+    "The prompt settings of checkpoint `name`: the study's, with the checkpoint's own overrides."
+    return _rung_settings(cfg, name, "prompts")
+
+def checkpoint_generation(cfg: StudyConfig, name: str) -> GenerationSettings:
+    "The generation settings of checkpoint `name`: the study's, with the checkpoint's own overrides."
+    return _rung_settings(cfg, name, "generation")
+
 # %% ../nbs/02_config.ipynb #a7ee975e
 def paper_mode_gaps(cfg: StudyConfig) -> list[str]:
     "What of the reference a study in paper mode does not reproduce, one line each; none without a paper-mode rung."
@@ -343,7 +370,10 @@ def paper_mode_gaps(cfg: StudyConfig) -> list[str]:
     if not {j.name for j in cfg.judges} & {"paper_a", "paper_b", "paper_api"}:
         gaps.append("judges: none of the reference's LLM or API judges (paper_a, paper_b, paper_api; "
                     "configs/paper.yaml names them all)")
-    gaps.append(f"generation: in the study's dtype ({cfg.dtype}), not the reference's float16")
+    paper = [c.name for c in cfg.checkpoints if checkpoint_abliteration(cfg, c.name).paper_mode]
+    if any(checkpoint_generation(cfg, n).dtype not in ("reference", "float16") for n in paper):
+        gaps.append(f"generation: in {cfg.generation.dtype or cfg.dtype}, not the reference's float16 on CUDA (set "
+                    "generation.dtype: reference)")
     return gaps
 
 # %% ../nbs/02_config.ipynb #423c1106
@@ -410,24 +440,30 @@ def _validate(cfg: StudyConfig, base: Path | None):
     _check_abliteration(cfg.abliteration, cfg.prompts, "abliteration")
     for spec in cfg.checkpoints:
         where = f"checkpoints[{spec.name!r}].abliteration"
-        _check_abliteration(checkpoint_abliteration(cfg, spec.name), cfg.prompts, where)
+        _check_abliteration(checkpoint_abliteration(cfg, spec.name), checkpoint_prompts(cfg, spec.name), where)
+    for spec in cfg.checkpoints: checkpoint_generation(cfg, spec.name)      # a bad override fails at load
     for index, judge in enumerate(cfg.judges): _check_judge(judge, index)
     named = [j.name for j in cfg.judges] + list(cfg.human_judges)
     if cfg.judge_panel: named += [f"llm:{c.name}" for c in cfg.checkpoints]
     if cfg.headline_judge not in named:
         raise StudyError(f"headline_judge {cfg.headline_judge!r} is not among the judges {named}")
-    _check_prompt_files(cfg.prompts, base)
+    rung_prompts = [checkpoint_prompts(cfg, c.name) for c in cfg.checkpoints]
+    distinct = {json.dumps(dataclasses.asdict(p), sort_keys=True): p for p in [cfg.prompts, *rung_prompts]}
+    for prompts in distinct.values(): _check_prompt_files(prompts, base)
     paper_judges = [j.name for j in cfg.judges if j.name in ("paper_a", "paper_b") and "reference_dir" not in j.options]
     if cfg.judge_panel and cfg.panel_judge == "paper_b": paper_judges.append("panel_judge paper_b")
     if paper_judges and cfg.reference_dir is None:
         raise StudyError(f"{paper_judges} read the reference's judge prompts, so reference_dir must name a checkout "
                          "of the reference's repository (in the config, or --reference-dir)")
-    if cfg.prompts.source == "reference" and cfg.reference_dir is None:
-        raise StudyError("prompts.source is 'reference', so reference_dir must name a checkout of the reference's "
+    readers = [where for where, p in [("prompts.source", cfg.prompts)]
+               + [(f"checkpoints[{c.name!r}].prompts.source", p) for c, p in zip(cfg.checkpoints, rung_prompts)]
+               if p.source == "reference"]
+    if readers and cfg.reference_dir is None:
+        raise StudyError(f"{readers[0]} is 'reference', so reference_dir must name a checkout of the reference's "
                          "repository (in the config, or --reference-dir)")
     if cfg.reference_dir is not None:
         check_reference_dir(located_path(cfg.reference_dir, base), "reference_dir")
-        if cfg.prompts.source == "reference" and (cfg.prompts.harmful or cfg.prompts.harmless):
+        if any(p.source == "reference" and (p.harmful or p.harmless) for p in [cfg.prompts, *rung_prompts]):
             raise StudyError("prompts.source 'reference' takes the reference's two files: drop prompts.harmful and "
                              "prompts.harmless")
 
@@ -502,6 +538,10 @@ def checkpoint_hash(cfg: StudyConfig, name: str) -> str:
     if spec is None:
         raise StudyError(f"no checkpoint {name!r} in study {cfg.name!r}; known: {[c.name for c in cfg.checkpoints]}")
     d, checkpoint = to_dict(cfg), dataclasses.asdict(spec)
+    d["prompts"] = dataclasses.asdict(checkpoint_prompts(cfg, name))
+    d["generation"] = dataclasses.asdict(checkpoint_generation(cfg, name))
+    del checkpoint["prompts"], checkpoint["generation"]     # the rung's own settings are in the two above
+    if d["generation"]["dtype"] is None: del d["generation"]["dtype"]   # added later: unset, the hash is as it was
     if spec.adapter is None: del checkpoint["adapter"]   # the hash of a plain checkpoint is what it always was
     else: checkpoint["adapter_sha256"] = adapter_fingerprint(spec.adapter, base_dir(cfg))["sha256"]
     return stable_hash({"checkpoint": checkpoint, "study": cfg.name, "seed": cfg.seed,

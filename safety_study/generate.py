@@ -9,12 +9,15 @@ import re
 import numpy as np
 import pandas as pd
 
-from .core import StudyError, require_columns
+from contextlib import contextmanager
+
+from .core import StudyError, require_columns, resolve_dtype
 from .models import chat_token_rows, model_device, pad_left
 
 # %% auto #0
 __all__ = ['CHATML_TEMPLATE', 'strip_think', 'tiny_chat_model', 'resolve_stop_ids', 'generate_ids', 'reference_cut',
-           'generate_responses', 'save_responses', 'repeated_ngram_rate', 'answer_logprobs', 'perplexity']
+           'generation_dtype', 'generating_in', 'generate_responses', 'save_responses', 'repeated_ngram_rate',
+           'answer_logprobs', 'perplexity']
 
 # %% ../nbs/20_generate.ipynb #7cb27e30
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
@@ -109,15 +112,39 @@ def reference_cut(text: str) -> str:
         if line.strip().lower() == "assistant": return "\n".join(lines[i + 1:]).strip()
     return str(text).strip()
 
+# %% ../nbs/20_generate.ipynb #b2904e40
+def generation_dtype(dtype, model):
+    """The torch dtype answers are generated in for `GenerationSettings.dtype`: None, the model's own; 'reference',
+    float16 on CUDA and float32 elsewhere, as the reference's evaluate.py; else that dtype."""
+    if dtype is None: return next(model.parameters()).dtype
+    if dtype == "reference":
+        import torch
+        return torch.float16 if model_device(model).type == "cuda" else torch.float32
+    return resolve_dtype(dtype)
+
+@contextmanager
+def generating_in(model, dtype=None):
+    "`model` itself, or, where `dtype` asks for another dtype, a copy of it cast to that dtype while the block runs."
+    import copy
+    target = generation_dtype(dtype, model)
+    if target == next(model.parameters()).dtype:
+        yield model
+        return
+    twin = copy.deepcopy(model).to(target)
+    try: yield twin
+    finally: del twin
+
 # %% ../nbs/20_generate.ipynb #91e30102
 def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_tokens: int = 256,
                        min_new_tokens: int | None = None, batch_size: int = 16, system_prompt: str | None = None,
                        progress: bool = True, chat_template_kwargs: dict | None = None,
-                       stop_token_ids: list[int] | None = None, retokenize_prompt: bool = False) -> pd.DataFrame:
+                       stop_token_ids: list[int] | None = None, retokenize_prompt: bool = False,
+                       dtype=None) -> pd.DataFrame:
     """Greedy responses to `prompts` (a table with a `prompt` column), batched by length; input columns and order kept.
     `reference_text` is what the reference's judges read of each answer: the whole sequence decoded without special
     tokens, cut at a line 'assistant' (`judge_paper.reference_cut`). `retokenize_prompt`: the prompt's templated text
-    is tokenised with special tokens, as the reference generates."""
+    is tokenised with special tokens, as the reference generates. `dtype` (`generation_dtype`): the dtype the answers
+    are generated in, by a cast copy of the model (None: the model's own)."""
     from tqdm.auto import tqdm
     require_columns(prompts, ["prompt"], "prompts table")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -136,10 +163,11 @@ def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_token
                            add_special_tokens=retokenize_prompt)
     order = sorted(range(len(rows)), key=lambda row: (len(rows[row]), row))
     results = [None] * len(rows)
-    with tqdm(total=len(rows), desc="generate", disable=not progress, unit="resp") as bar:
+    with tqdm(total=len(rows), desc="generate", disable=not progress, unit="resp") as bar, \
+            generating_in(model, dtype) as generator:
         for start in range(0, len(order), batch_size):
             batch_rows = order[start:start + batch_size]
-            generated = generate_ids(model, [rows[row] for row in batch_rows], pad_id=pad_id, stops=stops,
+            generated = generate_ids(generator, [rows[row] for row in batch_rows], pad_id=pad_id, stops=stops,
                                      max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
             for row, result in zip(batch_rows, generated): results[row] = result
             bar.update(len(batch_rows))

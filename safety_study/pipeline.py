@@ -279,6 +279,7 @@ class CheckpointRecord:
     direction_on_eval: bool | None = None
     direction_bf16: bool | None = None
     habits: dict = field(default_factory=dict)    # every paper-mode habit and whether it was on
+    generation_dtype: str | None = None           # the dtype the answers were generated in
     coherence: dict = field(default_factory=dict)
     kl_harmless_mean: float | None = None
     kl_harmless_max: float | None = None

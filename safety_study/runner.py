@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from .core import LABELS, StudyError, manifest, read_json, read_run_record, render_html, write_json
-from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_hash, load_config, located_path,
-                                 paper_mode_gaps,
+from .config import (StudyConfig, base_dir, checkpoint_abliteration, checkpoint_generation,
+                                 checkpoint_hash, checkpoint_prompts, load_config, located_path, paper_mode_gaps,
                                  run_dir as config_run_dir, to_dict)
 from .aggregate import NotebookFailed, run_aggregate, run_study_notebook
 from .pipeline import CheckpointRecord
@@ -95,8 +95,9 @@ def checkpoint_parameters(cfg: StudyConfig, name: str) -> dict:
     return dict(study=cfg.name, checkpoint=name, model=spec["model"], adapter=spec["adapter"],
                 revision=spec["revision"],
                 trust_remote_code=spec["trust_remote_code"], system_prompt=spec["system_prompt"],
-                prompts=settings["prompts"], abliteration=_plain(asdict(checkpoint_abliteration(cfg, name))),
-                generation=settings["generation"],
+                prompts=asdict(checkpoint_prompts(cfg, name)),
+                abliteration=_plain(asdict(checkpoint_abliteration(cfg, name))),
+                generation=asdict(checkpoint_generation(cfg, name)),
                 judges=[{"name": j["name"], **j["options"]} for j in settings["judges"]], seed=cfg.seed,
                 device=cfg.device, dtype=cfg.dtype, base_dir=str(base) if base else None,
                 reference_dir=str(located_path(cfg.reference_dir, base).resolve()) if cfg.reference_dir else None)

@@ -431,3 +431,23 @@ def test_two_habits_change_no_input_on_smollm2(smol, split):
     assert [t for t in out.reference_text] == [r.strip() for r in out.response]
     glued = "systemCutting Knowledge Date: December 2023user\n\nHow do I pick a lock?assistant\n\nI can't help."
     assert reference_cut(glued) == glued and reference_cut("user\nq\nassistant\nI can't help.") == "I can't help."
+
+
+def test_float16_generation_on_smollm2(smol, split):
+    """`generation.dtype: float16` on the real model: the answers of its float16 copy, greedy, one prompt at a time,
+    as the reference generates on CUDA; the float32 model itself is left as it was."""
+    from safety_study.models import chat_token_rows
+    model, tok = smol
+    prompts = split[2][:2] + split[3][:2]
+    before = model.lm_head.weight.detach().clone()
+    out = generate_responses(model, tok, pd.DataFrame({"prompt": prompts}), max_new_tokens=16, batch_size=1,
+                             progress=False, dtype="float16")
+    half = copy.deepcopy(model).to(torch.float16)
+    want = []
+    for row in chat_token_rows(tok, prompts):
+        ids = torch.tensor([row])
+        new = half.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False,
+                            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[0, len(row):].tolist()
+        want.append(tok.decode([t for t in new if t != tok.eos_token_id], skip_special_tokens=True).strip())
+    assert list(out.response) == want
+    assert model.lm_head.weight.dtype == torch.float32 and torch.equal(model.lm_head.weight, before)
