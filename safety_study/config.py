@@ -370,9 +370,11 @@ def paper_mode_gaps(cfg: StudyConfig) -> list[str]:
     if not {j.name for j in cfg.judges} & {"paper_a", "paper_b", "paper_api"}:
         gaps.append("judges: none of the reference's LLM or API judges (paper_a, paper_b, paper_api; "
                     "configs/paper.yaml names them all)")
-    paper = [c.name for c in cfg.checkpoints if checkpoint_abliteration(cfg, c.name).paper_mode]
-    if any(checkpoint_generation(cfg, n).dtype not in ("reference", "float16") for n in paper):
-        gaps.append(f"generation: in {cfg.generation.dtype or cfg.dtype}, not the reference's float16 on CUDA (set "
+    paper = [checkpoint_generation(cfg, c.name) for c in cfg.checkpoints
+             if checkpoint_abliteration(cfg, c.name).paper_mode]
+    other = sorted({g.dtype or cfg.dtype for g in paper if g.dtype not in ("reference", "float16")})
+    if other:
+        gaps.append(f"generation: in {', '.join(other)}, not the reference's float16 on CUDA (set "
                     "generation.dtype: reference)")
     return gaps
 

@@ -5,11 +5,10 @@
 # %% ../nbs/20_generate.ipynb #5b44e11b
 from __future__ import annotations
 import re
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-
-from contextlib import contextmanager
 
 from .core import StudyError, require_columns, resolve_dtype
 from .models import chat_token_rows, model_device, pad_left
@@ -130,9 +129,7 @@ def generating_in(model, dtype=None):
     if target == next(model.parameters()).dtype:
         yield model
         return
-    twin = copy.deepcopy(model).to(target)
-    try: yield twin
-    finally: del twin
+    yield copy.deepcopy(model).to(target)
 
 # %% ../nbs/20_generate.ipynb #91e30102
 def generate_responses(model, tokenizer, prompts: pd.DataFrame, *, max_new_tokens: int = 256,
