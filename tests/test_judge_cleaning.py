@@ -2,7 +2,8 @@
 
 Each format is checked on a written fixture (tests/fixtures/judge_error_kinds.yaml, kind glued_header: the
 shapes Llama 3, Qwen/SmolLM (ChatML), GLM-4 and Gemma outputs take when decoded with and without special
-tokens) and, for SmolLM2, on the tokenizer's real chat template (marked `real`: it reads the GGUF)."""
+tokens) and, for SmolLM2 and Qwen2.5, on the tokenizer's real chat template (marked `real` and `judge_llm`: they
+read the GGUF files; Qwen's template adds a default system turn)."""
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,25 @@ def test_smollm2_real_template(smollm2_gguf, system, skip_special):
     assert PROMPT in decoded and decoded != ANSWER       # the transcript really holds the turns around the answer
     assert visible_answer(decoded, PROMPT)[0] == ANSWER
     assert visible_answer(decoded)[0] == ANSWER          # without the prompt: the role header says where it ends
+
+
+@pytest.fixture(scope="module")
+def qwen_tokenizer(judge_llm_gguf):
+    from safety_study.models import load_tokenizer
+    return load_tokenizer(str(judge_llm_gguf))
+
+
+@pytest.mark.judge_llm
+@pytest.mark.parametrize("system", [None, "You are a careful assistant."])
+@pytest.mark.parametrize("skip_special", [True, False])
+def test_qwen_real_template(qwen_tokenizer, system, skip_special):
+    tok = qwen_tokenizer
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": PROMPT}]
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + ANSWER
+    assert "<|im_start|>system" in text                 # with or without a system turn of ours, Qwen writes one
+    decoded = tok.decode(tok(text, add_special_tokens=False).input_ids, skip_special_tokens=skip_special)
+    assert PROMPT in decoded and decoded != ANSWER
+    assert visible_answer(decoded, PROMPT)[0] == ANSWER
+    assert visible_answer(decoded)[0] == ANSWER
+    glued = decoded.replace("\nassistant\n", "assistant ") if skip_special else decoded   # no line break left
+    assert visible_answer(glued, PROMPT)[0] == ANSWER
