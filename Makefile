@@ -56,9 +56,13 @@ $(JUDGE_LLM): | $(VENV)/.installed
 	$(PY) -c "from safety_study.models import fetch_split_gguf; print(fetch_split_gguf('models'))"
 fetch-judge-llm: $(JUDGE_LLM)
 
-# Its κ per source of the labelled set with the `guide` instruction (about 4 s an answer on 2 cores; resumable).
+# Its κ per source of the labelled set, the shipped card (llm_judge_by_source.csv): the `guide` instruction on three
+# sources whole and 50 written answers, `reference` on 50 of each source (2.3-5.7 s an answer on 2 cores; resumable).
 judge-llm-card: $(JUDGE_LLM)
-	$(PY) scripts/llm_judge_by_source.py --model $(JUDGE_LLM) --prompt guide
+	$(PY) scripts/llm_judge_by_source.py --model $(JUDGE_LLM) --prompt guide \
+		--sources "SmolLM2-135M ladder,SmolLM2-135M-Instruct,written: error kinds"
+	$(PY) scripts/llm_judge_by_source.py --model $(JUDGE_LLM) --prompt guide --sources written --sample 50
+	$(PY) scripts/llm_judge_by_source.py --model $(JUDGE_LLM) --prompt reference --sample 50
 
 # Tests that load the real SmolLM2-135M (GGUF conversion, directions, selection, edits, generation).
 test-real: $(VENV)/.installed $(SMOLLM2)
