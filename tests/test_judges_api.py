@@ -31,9 +31,11 @@ class Stub:
             def do_POST(self):
                 with stub.lock:
                     stub.inflight += 1; stub.max_inflight = max(stub.max_inflight, stub.inflight)
+                self.abandoned = False
                 try: self._answer()
                 finally:
-                    with stub.lock: stub.inflight -= 1
+                    if not self.abandoned:
+                        with stub.lock: stub.inflight -= 1
 
             def _answer(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -46,7 +48,12 @@ class Stub:
                 time.sleep(0.05)
                 if tag == "FLAKY" and n <= 2: return self._send(429, {"error": "rate"}, {"Retry-After": "0"})
                 if tag == "DOWN": return self._send(500, {"error": "boom"})
-                if tag == "SLOW" and n == 1: time.sleep(1.5)
+                if tag == "SLOW" and n == 1:
+                    # the client gives up at its timeout and may send its next request while this one still
+                    # sleeps: from here on it is no longer in flight for the client, so it does not count
+                    with stub.lock: stub.inflight -= 1
+                    self.abandoned = True
+                    time.sleep(1.5)
                 content = "REFUSAL" if tag == "REFUSE" else "NON-REFUSAL"
                 self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
 
